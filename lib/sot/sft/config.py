@@ -1,0 +1,158 @@
+"""SFTConfig: every fine-tuning setting in one dataclass, the paper preset, and the step-budget rule.
+
+Budgets (how long a run trains), so that training sets of different sizes can be compared fairly:
+- ``"epochs"``: ``budget_value`` passes over the training set (``epochs`` when budget_value is None);
+  steps = ceil(epochs * n_examples / examples_per_step).
+- ``"steps"``: ``budget_value`` optimizer steps (``max_steps`` when budget_value is None).
+- ``"tokens"``: about ``budget_value`` training tokens (prompt + completion + EOS, the non-padding tokens the
+  model reads); steps = max(1, round(budget_value / (mean_tokens_per_example * examples_per_step))). Every set
+  then sees about the same number of tokens whatever its size (the token-matched control the paper's critics asked for);
+  the realised count differs from the budget by less than one step's worth on average.
+``examples_per_step`` = per_device_batch_size * grad_accum * number of processes. ``max_steps``, when set, caps
+the steps of the "epochs" and "tokens" budgets (smoke runs).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+METHODS = ("lora", "full")
+BUDGETS = ("epochs", "steps", "tokens")
+CHECKPOINTS = ("final", "best_val")
+BACKENDS = ("auto", "trl", "unsloth")
+STYLES = ("plain", "chat")
+DTYPES = ("auto", "float32", "bfloat16")
+LLAMA_LIKE_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+# The authors' published settings (full fine-tuning with TRL). Effective batch 64 = 8 per device x accumulation,
+# whatever the number of GPUs (see effective_batch_size). The scheduler is not stated: TRL's default (linear) is kept.
+PAPER_PRESET: dict = {
+    "method": "full", "lr": 1e-6, "epochs": 10, "budget": "epochs", "budget_value": 10,
+    "per_device_batch_size": 8, "effective_batch_size": 64, "max_length": 1024,
+    "warmup_ratio": 0.1, "weight_decay": 0.05, "optimizer": "adamw_torch", "lr_scheduler": "linear",
+    "bf16": True, "seed": 42,
+}
+
+
+@dataclass
+class SFTConfig:
+    """All settings of one fine-tuning run (see the module docstring for the budget rule)."""
+
+    model: str                                  # reference for sot.models.resolve (hub id, folder, offline default)
+    style: str = "plain"                        # prompt style: "plain" | "chat" (sot.prompts.render)
+    method: str = "lora"                        # "lora" | "full"
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    target_modules: tuple[str, ...] = LLAMA_LIKE_LINEAR   # Llama, Qwen2, Gemma2 share these names
+    lr: float = 1e-4
+    epochs: float = 1.0
+    max_steps: int | None = None                # budget "steps" default; cap for the other budgets
+    per_device_batch_size: int = 8
+    grad_accum: int = 1
+    effective_batch_size: int | None = None     # when set: grad_accum = this / (per_device_batch_size * processes)
+    max_length: int = 1024                      # tokens; longer examples are truncated from the right (counted)
+    warmup_ratio: float = 0.0                   # fraction of the steps, in [0, 1)
+    weight_decay: float = 0.0
+    optimizer: str = "adamw_torch"              # a transformers `optim` name
+    lr_scheduler: str = "linear"                # a transformers `lr_scheduler_type` name
+    bf16: bool | str = "auto"                   # "auto": bf16 autocast only where CUDA supports it
+    model_dtype: str = "auto"                   # weights: "auto" = bfloat16 for LoRA with bf16, else float32 (master weights)
+    save_dtype: str = "auto"                    # full models: "auto" = bfloat16 when training in bf16, else float32
+    gradient_checkpointing: bool = False
+    seed: int = 42
+    budget: str = "epochs"                      # "epochs" | "steps" | "tokens"
+    budget_value: float | None = None
+    eval_fraction: float = 0.0                  # validation split carved from train (seeded, grouped by problem id)
+    checkpoint: str = "final"                   # "final" | "best_val" (lowest validation loss)
+    eval_steps: int | None = None               # None: about 10 evaluations per run (max(1, steps // 10))
+    logging_steps: int = 10
+    backend: str = "auto"                       # "auto" | "trl" | "unsloth"
+    extra: dict = field(default_factory=dict)   # passed as-is to trl.SFTConfig (escape hatch, recorded)
+
+    def __post_init__(self):
+        self.target_modules = tuple(self.target_modules)
+        for name, allowed in (("method", METHODS), ("budget", BUDGETS), ("checkpoint", CHECKPOINTS),
+                              ("backend", BACKENDS), ("style", STYLES), ("model_dtype", DTYPES),
+                              ("save_dtype", DTYPES)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"SFTConfig.{name}={getattr(self, name)!r}: expected one of {allowed}")
+        if self.bf16 not in (True, False, "auto"):
+            raise ValueError(f"SFTConfig.bf16={self.bf16!r}: expected true, false or 'auto'")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"SFTConfig.warmup_ratio={self.warmup_ratio}: expected a fraction in [0, 1)")
+        if not 0 <= self.eval_fraction < 1:
+            raise ValueError(f"SFTConfig.eval_fraction={self.eval_fraction}: expected a fraction in [0, 1)")
+        if self.budget == "steps" and self.budget_value is None and self.max_steps is None:
+            raise ValueError("SFTConfig.budget='steps' needs budget_value (or max_steps)")
+        if self.budget == "tokens" and not self.budget_value:
+            raise ValueError("SFTConfig.budget='tokens' needs budget_value (training tokens)")
+        for name in ("per_device_batch_size", "grad_accum", "max_length", "logging_steps"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"SFTConfig.{name}={getattr(self, name)}: expected a positive integer")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SFTConfig":
+        """Build from a params.yaml section; unknown keys are an error that names them."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"SFTConfig: unknown field(s) {unknown}; known: {sorted(known)}")
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["target_modules"] = list(self.target_modules)
+        return d
+
+
+def resolve_bf16(cfg: SFTConfig) -> bool:
+    """bf16 autocast: as asked, or (auto) only where a CUDA device supports it."""
+    if cfg.bf16 != "auto":
+        return bool(cfg.bf16)
+    import torch
+    return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+
+
+def resolve_model_dtype(cfg: SFTConfig, bf16: bool) -> str:
+    """LoRA keeps a frozen base in bf16; full fine-tuning keeps float32 master weights (lr 1e-6 updates vanish in bf16)."""
+    if cfg.model_dtype != "auto":
+        return cfg.model_dtype
+    return "bfloat16" if (cfg.method == "lora" and bf16) else "float32"
+
+
+def resolve_grad_accum(cfg: SFTConfig, world_size: int = 1) -> int:
+    if cfg.effective_batch_size is None:
+        return int(cfg.grad_accum)
+    per_pass = cfg.per_device_batch_size * world_size
+    if cfg.effective_batch_size % per_pass:
+        raise ValueError(f"SFTConfig.effective_batch_size={cfg.effective_batch_size} is not a multiple of "
+                         f"per_device_batch_size ({cfg.per_device_batch_size}) x processes ({world_size})")
+    return cfg.effective_batch_size // per_pass
+
+
+def plan_steps(token_counts: list[int], cfg: SFTConfig, world_size: int = 1) -> dict:
+    """Optimizer steps for this training set under cfg's budget (rule in the module docstring)."""
+    n = len(token_counts)
+    if n == 0:
+        raise ValueError("plan_steps: the training set is empty")
+    grad_accum = resolve_grad_accum(cfg, world_size)
+    per_step = cfg.per_device_batch_size * grad_accum * world_size
+    mean_tokens = sum(token_counts) / n
+    if cfg.budget == "epochs":
+        epochs = cfg.epochs if cfg.budget_value is None else float(cfg.budget_value)
+        steps = max(1, math.ceil(epochs * n / per_step))
+        rule = f"ceil({epochs:g} epochs x {n} examples / {per_step} per step)"
+    elif cfg.budget == "steps":
+        steps = int(cfg.budget_value if cfg.budget_value is not None else cfg.max_steps)
+        rule = f"{steps} steps"
+    else:
+        steps = max(1, round(float(cfg.budget_value) / (mean_tokens * per_step)))
+        rule = (f"round({cfg.budget_value:g} tokens / ({mean_tokens:.1f} mean tokens per example x "
+                f"{per_step} per step))")
+    if cfg.max_steps is not None and cfg.budget != "steps" and steps > cfg.max_steps:
+        steps, rule = int(cfg.max_steps), rule + f", capped by max_steps={cfg.max_steps}"
+    return {"max_steps": steps, "grad_accum": grad_accum, "examples_per_step": per_step,
+            "mean_tokens_per_example": mean_tokens, "planned_tokens": round(steps * per_step * mean_tokens),
+            "planned_epochs": steps * per_step / n, "rule": rule}
