@@ -1,0 +1,89 @@
+"""Stage figures: gather the stage metrics into tables, draw the paper's figures, print the results table."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from sot import plots
+from sot.evaluate import accuracy_record, compare_to_reference
+from sot.io import atomic_path, read_json
+from sot.stages import METRICS, run_name
+from sot.stages.evaluate import load_rows
+
+FIGURES = Path("figures")
+
+
+def accuracy_table(tasks, students, sets, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    rows = []
+    for task in tasks:
+        for student in students:
+            names = [s for s in ["base", *sets] if (METRICS / "evaluate" / f"{run_name(task, student, s)}.json").exists()]
+            outputs = {s: load_rows(task, student, s) for s in names}
+            comparisons = compare_to_reference({s: r for s, r in outputs.items() if r is not None},
+                                               n_boot=n_boot, seed=seed) if "H" in names else {}
+            for s in names:
+                summary = read_json(METRICS / "evaluate" / f"{run_name(task, student, s)}.json")
+                rows.append(accuracy_record(task, student, s, summary, comparisons.get(s)))
+    return pd.DataFrame(rows)
+
+
+def loss_table(tasks, students, sets) -> pd.DataFrame:
+    frames = []
+    for task in tasks:
+        for student in students:
+            for s in sets:
+                path = METRICS / "sft" / "loss" / f"{run_name(task, student, s)}.csv"
+                if path.exists():
+                    frames.append(pd.read_csv(path).assign(task=task, student=student, set=s))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def distance_tables(tasks, students) -> tuple[pd.DataFrame, dict]:
+    rows, self_nll = [], {}
+    for task in tasks:
+        for student in students:
+            path = METRICS / "distance" / f"{task}-{student}.json"
+            if not path.exists():
+                continue
+            d = read_json(path)
+            rows += [{"task": task, "student": student, "set": s, **v} for s, v in d["sets"].items()]
+            if d.get("self"):
+                self_nll[task] = d["self"]["nll"]
+    return pd.DataFrame(rows), self_nll
+
+
+def steps_table(tasks) -> pd.DataFrame:
+    rows = []
+    for task in tasks:
+        for path in [METRICS / "classify" / f"{task}.json", METRICS / "paraphrase" / f"{task}.json",
+                     *sorted((METRICS / "mix").glob(f"{task}-F*.json"))]:
+            if path.exists():
+                for s, v in read_json(path).get("step_validity", {}).items():
+                    rows.append({"task": task, "set": s, "valid_fraction": v["fraction_valid"],
+                                 "n_steps": v["n_steps"]})
+    return pd.DataFrame(rows)
+
+
+def run(tasks, students, sets, formats=("png", "pdf"), dpi: int = 150, seed: int = 0) -> str:
+    acc = accuracy_table(tasks, students, sets, seed=seed)
+    if acc.empty:
+        raise FileNotFoundError(f"no evaluation metrics under {METRICS / 'evaluate'}; run `dvc repro evaluate` first")
+    FIGURES.mkdir(exist_ok=True)
+    plots.plot_accuracy_by_set(acc, FIGURES / "accuracy_by_set")
+    if acc["set"].str.match(r"^F\d+$").any():
+        plots.plot_tolerance(acc, FIGURES / "tolerance")
+    loss = loss_table(tasks, students, sets)
+    if not loss.empty:
+        plots.plot_loss_curves(loss, FIGURES / "loss_curves")
+    distance, self_nll = distance_tables(tasks, students)
+    if not distance.empty:
+        plots.plot_distance_vs_accuracy(distance, acc, FIGURES / "distance_vs_accuracy", self_nll=self_nll)
+    steps = steps_table(tasks)
+    if not steps.empty:
+        plots.plot_step_validity(steps, FIGURES / "step_validity")
+    table = plots.results_table(acc)
+    with atomic_path(FIGURES / "results.md") as tmp:
+        tmp.write_text(table + "\n", encoding="utf-8")
+    acc.to_csv(FIGURES / "accuracy.csv", index=False)
+    return table
