@@ -116,7 +116,7 @@ def evaluate(task, problems: Sequence, backend, style: str = "chat", max_new_tok
         "task": getattr(task, "name", None) or problems[0].task,
         "style": style,
         **summarize(grades, n_boot=n_boot, level=level, seed=seed),
-        "sampling": asdict(sampling),
+        "sampling": {**asdict(sampling), "stop": list(sampling.stop)},
         "generation": {
             "seconds": gen_seconds,
             "tokens": tokens,
@@ -148,12 +148,12 @@ def compare_to_reference(rows_by_set: Mapping[str, Sequence[Mapping]], reference
     """Paired comparison (sot.metrics.paired_comparison, a = reference, b = set) of every other set.
 
     All sets must cover the same problem ids (else ValueError naming the set and the differing ids);
-    problems are aligned by id. Returns {set name: comparison dict}; the reference itself is left out.
+    problems are aligned by id, in the reference's row order. Returns {set name: comparison dict}; the reference itself is left out.
     """
     if reference not in rows_by_set:
         raise ValueError(f"reference set {reference!r} not among the sets {sorted(rows_by_set)}")
     ref = _index_rows(rows_by_set[reference], reference)
-    ids = sorted(ref)
+    ids = list(ref)  # the reference's row order
     out = {}
     for name, rows in rows_by_set.items():
         if name == reference:

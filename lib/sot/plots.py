@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import re
+import textwrap
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.ticker import EngFormatter
 
 from sot.io import atomic_path
 
@@ -87,12 +89,27 @@ def _figure(nrows: int, ncols: int, width: float, height: float, **kw):
         yield fig, axes
 
 
+OUTPUT = {"formats": ("png", "pdf"), "dpi": 150}  # set by set_output (params.yaml: figures.formats, dpi)
+_SAVE_OPTIONS = {"png": {"metadata": {"Software": None}}, "pdf": {"metadata": {"CreationDate": None}},
+                 "svg": {"metadata": {"Date": None}}}
+
+
+def set_output(formats=("png", "pdf"), dpi: int = 150) -> None:
+    """Choose the file formats and raster resolution every figure function writes."""
+    unknown = [f for f in formats if f not in _SAVE_OPTIONS]
+    if unknown or not formats:
+        raise ValueError(f"params.yaml figures.formats: unsupported {unknown or formats}; use png, pdf, svg")
+    OUTPUT.update(formats=tuple(formats), dpi=int(dpi))
+
+
 def _save(fig: Figure, out_stem, title: str, caption: str) -> list[Path]:
     fig.suptitle(title, fontsize="large", fontweight="bold")
-    fig.supxlabel(caption, fontsize="small", color="dimgray")
+    chars = int(fig.get_figwidth() * 15)  # about 15 characters per inch at the "small" font size
+    fig.supxlabel("\n".join(textwrap.fill(part, chars) for part in caption.split("\n")),
+                  fontsize="small", color="dimgray")
     paths = []
-    for fmt, extra in (("png", {"dpi": 150, "metadata": {"Software": None}}),
-                       ("pdf", {"metadata": {"CreationDate": None}})):
+    for fmt in OUTPUT["formats"]:
+        extra = dict(_SAVE_OPTIONS[fmt], dpi=OUTPUT["dpi"])
         path = Path(f"{out_stem}.{fmt}")
         with atomic_path(path) as tmp:
             fig.savefig(tmp, format=fmt, bbox_inches="tight", **extra)
@@ -109,7 +126,8 @@ def plot_accuracy_by_set(accuracy, out_stem, reference: str = "H", level: float 
     """Bars of strict accuracy per training set with CIs; one panel per (student row, task column)."""
     df = _accuracy_frame(accuracy)
     tasks, students = list(dict.fromkeys(df["task"])), list(dict.fromkeys(df["student"]))
-    with _figure(len(students), len(tasks), 4.2, 3.4) as (fig, axes):
+    n_bars = len(set_order(df.set))
+    with _figure(len(students), len(tasks), max(4.2, 0.6 * n_bars + 1), 3.4) as (fig, axes):
         for r, student in enumerate(students):
             for c, task in enumerate(tasks):
                 ax, sub = axes[r][c], df[(df.task == task) & (df.student == student)]
@@ -135,11 +153,11 @@ def plot_accuracy_by_set(accuracy, out_stem, reference: str = "H", level: float 
                 ax.set_title(f"{task} · {student} ({_n_text(sub.n)})", fontsize="medium")
                 ax.set_xlabel("training set")
                 ax.set_ylabel("strict accuracy (%)")
-        fig.legend(handles=[Patch(facecolor=_FIXED["H"], edgecolor="black", hatch="//",
+        fig.legend(handles=[Patch(facecolor=set_color(reference), edgecolor="black", hatch="//",
                                   label=f"{reference}: reference set"),
                             Line2D([], [], ls="--", color="black", label="base student (no fine-tuning)"),
                             Line2D([], [], ls="", marker="$*$", color="black", label=f"p < 0.05 vs {reference}")],
-                   loc="outside lower center", ncols=3, frameon=False)
+                   loc="outside right center", frameon=False)
         return _save(fig, out_stem, "Test accuracy after fine-tuning on each training set",
                      f"Strict accuracy (unparseable answers count as wrong), greedy decoding; error bars: "
                      f"{level:.0%} bootstrap intervals; * exact McNemar test vs {reference}; n = test problems.\n"
@@ -159,7 +177,7 @@ def plot_tolerance(accuracy, out_stem, f0_set: str = "G", level: float = 0.95) -
     palette = dict(zip(dict.fromkeys(df.student), sns.color_palette("colorblind")))
     with _figure(1, len(tasks), 4.6, 3.6) as (fig, axes):
         for ax, task in zip(axes[0], tasks):
-            for student, color in palette.items():
+            for k, (student, color) in enumerate(palette.items()):
                 sub = df[(df.task == task) & (df.student == student)]
                 pts = sub[sub.pct.notna()].copy()
                 if pts.empty:
@@ -169,20 +187,26 @@ def plot_tolerance(accuracy, out_stem, f0_set: str = "G", level: float = 0.95) -
                     pts = pd.concat([pts, sub[sub.set == f0_set].assign(pct=0)])
                     label += f" (0 % = {f0_set}: F0 not run)"
                 pts = pts.sort_values("pct")
-                x, y = pts.pct.to_numpy(float), 100 * pts.strict.to_numpy(float)
+                dodge = 1.5 * (k - (len(palette) - 1) / 2)  # keeps error bars of students apart
+                x, y = pts.pct.to_numpy(float) + dodge, 100 * pts.strict.to_numpy(float)
                 ax.errorbar(x, y, yerr=100 * np.vstack([pts.strict - pts.strict_lo,
                                                          pts.strict_hi - pts.strict]).astype(float),
-                            marker="o", capsize=3, color=color, label=f"{label} ({_n_text(pts.n)})")
+                            marker="o", capsize=3, color=color, label=label)
                 base = sub[sub.set == BASE]
                 if len(base):
                     ax.axhline(100 * float(base.strict.iloc[0]), ls=":", color=color, lw=1,
                                label=f"{student}: base student")
             ax.set_xticks([0, 25, 50, 75, 100])
             ax.set_xlim(-5, 105)
-            ax.set_title(task, fontsize="medium")
+            ax.set_title(f"{task} ({_n_text(df[df.task == task].n)} test problems)", fontsize="medium")
             ax.set_xlabel("flawed traces in the training set (%)")
             ax.set_ylabel("strict accuracy (%)")
-            ax.legend(fontsize="x-small")
+        handles = {}
+        for ax in axes[0]:
+            for h, label in zip(*ax.get_legend_handles_labels()):
+                handles.setdefault(label, h)
+        fig.legend(handles.values(), handles.keys(), loc="outside right center", frameon=False,
+                   fontsize="small", title="student")
         return _save(fig, out_stem, "Tolerance to flawed reasoning traces",
                      f"Strict test accuracy after fine-tuning on mixtures with k % completely flawed traces; "
                      f"error bars: {level:.0%} bootstrap intervals; dotted: student without fine-tuning.")
@@ -208,6 +232,7 @@ def plot_loss_curves(loss, out_stem, x: str = "step") -> list[Path]:
             ax.set_title(f"{task} ({len(sub)} logged points)", fontsize="medium")
             ax.set_xlabel("optimizer step" if x == "step" else "training tokens seen")
             ax.set_ylabel("training loss (nats / token)")
+            ax.xaxis.set_major_formatter(EngFormatter(sep=""))
             ax.legend(fontsize="x-small", title="training set", title_fontsize="x-small")
         return _save(fig, out_stem, "Training loss by training set",
                      "Mean cross-entropy of the completion tokens per logged step. " + SET_MEANING)
@@ -244,7 +269,7 @@ def plot_distance_vs_accuracy(distance, accuracy, out_stem, self_nll: dict | Non
             ax.set_ylabel("strict accuracy after fine-tuning (%)")
         if len(markers) > 1:
             fig.legend(handles=[Line2D([], [], marker=m, ls="", color="black", label=s) for s, m in markers.items()],
-                       loc="outside lower center", ncols=len(markers), frameon=False)
+                       loc="outside right center", frameon=False, title="student")
         return _save(fig, out_stem, "Distance from the student's distribution vs accuracy",
                      f"Lower NLL = training traces closer to what the student itself would write; error bars: "
                      f"{level:.0%} bootstrap intervals.\n" + SET_MEANING)
@@ -266,10 +291,10 @@ def plot_step_validity(steps, out_stem) -> list[Path]:
                 if not math.isnan(yi):
                     ax.text(xi, yi + 1, f"{int(n)}", ha="center", fontsize="xx-small", rotation=90)
         ax.set_xticks(np.arange(len(tasks)), tasks)
-        ax.set_ylim(0, 112)
+        ax.set_ylim(0, 110)
         ax.set_xlabel("task")
         ax.set_ylabel("valid arithmetic steps (%)")
-        ax.legend(title="training set", fontsize="x-small", ncols=min(len(sets), 5), loc="upper right")
+        fig.legend(title="training set", loc="outside right center", fontsize="small")
         return _save(fig, out_stem, "Arithmetic validity of reasoning steps by training set",
                      "Share of arithmetic steps (a op b = c) in the traces whose stated result is correct; "
                      "number above each bar: steps checked (n).\n" + SET_MEANING)

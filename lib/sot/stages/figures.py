@@ -65,14 +65,24 @@ def steps_table(tasks) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def mixture_base(tasks) -> str:
+    """The set the F<pct> mixtures were made from (recorded by the mix stage; F0 equals it)."""
+    bases = {read_json(p)["base"] for t in tasks for p in (METRICS / "mix").glob(f"{t}-F*.json")}
+    if len(bases) > 1:
+        raise ValueError(f"metrics/mix: mixtures made from different base sets {sorted(bases)}; rerun `dvc repro mix`")
+    return bases.pop() if bases else "G"
+
+
 def run(tasks, students, sets, formats=("png", "pdf"), dpi: int = 150, seed: int = 0) -> str:
+    """All figures and the results table from the stage metrics; returns the table (markdown)."""
     acc = accuracy_table(tasks, students, sets, seed=seed)
     if acc.empty:
         raise FileNotFoundError(f"no evaluation metrics under {METRICS / 'evaluate'}; run `dvc repro evaluate` first")
     FIGURES.mkdir(exist_ok=True)
+    plots.set_output(formats, dpi)
     plots.plot_accuracy_by_set(acc, FIGURES / "accuracy_by_set")
     if acc["set"].str.match(r"^F\d+$").any():
-        plots.plot_tolerance(acc, FIGURES / "tolerance")
+        plots.plot_tolerance(acc, FIGURES / "tolerance", f0_set=mixture_base(tasks))
     loss = loss_table(tasks, students, sets)
     if not loss.empty:
         plots.plot_loss_curves(loss, FIGURES / "loss_curves")
