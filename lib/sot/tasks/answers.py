@@ -19,23 +19,31 @@ MAX_ANSWER_CHARS = 1000
 PARSE_TIMEOUT_S = 3
 VERIFY_TIMEOUT_S = 3
 
-_MINERVA = re.compile(r"final answer is[:\s]*(.+?)(?:\.?\s*I hope it is correct|\n|$)", re.IGNORECASE | re.DOTALL)
+# Minerva's form is "Final Answer: The final answer is X. I hope it is correct." Capital T only: a
+# mid-sentence "the final answer is 15 gallons * 8 ..." (GSM8K train 7157) is not a final answer line.
+_MINERVA = re.compile(r"The final answer is[:\s]*(.+?)(?:\.?\s*I hope it is correct|\n|$)", re.DOTALL)
 _HASHES = re.compile(r"####[ \t]*([^\n]*)")
 _ANSWER_IS = re.compile(r"the answer is[:\s]*([^\n]+)", re.IGNORECASE)
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
 _PLAIN_NUMBER = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|-?\.\d+")
 
 
-def last_boxed(text: str) -> str | None:
-    """Content of the last `\\boxed{...}` (balanced braces) or `\\boxed x`; None if there is none."""
+def last_boxed(text: str, max_tries: int = 20) -> str | None:
+    """Content of the last `\\boxed{...}` (balanced braces) or `\\boxed x`; None if there is none.
+
+    An unbalanced one, or one whose content is longer than MAX_ANSWER_CHARS, is skipped for the one
+    before it (at most `max_tries` are looked at, so adversarial text cannot make this slow).
+    """
     start = text.rfind("\\boxed")
-    while start != -1:
+    for _ in range(max_tries):
+        if start == -1:
+            break
         i = start + len("\\boxed")
         while i < len(text) and text[i] == " ":
             i += 1
         if i < len(text) and text[i] == "{":
             depth = 0
-            for j in range(i, len(text)):
+            for j in range(i, min(len(text), i + MAX_ANSWER_CHARS + 2)):
                 if text[j] == "{":
                     depth += 1
                 elif text[j] == "}":
@@ -75,14 +83,14 @@ def extract_answer(text: str, last_number_fallback: bool = False) -> str | None:
     if last_number_fallback:
         numbers = _NUMBER.findall(text)
         if numbers:
-            return numbers[-1]
+            return numbers[-1].rstrip(",")
     return None
 
 
 def first_number(span: str) -> str | None:
     """The first number in a plain-text span ("$1,000 dollars" -> "1,000"), or None."""
     m = _NUMBER.search(span.replace("\\$", "").replace("$", ""))
-    return m.group(0) if m else None
+    return m.group(0).rstrip(",") if m else None
 
 
 def normalize(answer: str) -> str:

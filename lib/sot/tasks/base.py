@@ -1,0 +1,131 @@
+"""Problem, Grade and the Task base class shared by the four tasks."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from sot import prompts
+
+DATA_DIR_ENV = "SOT_DATA_DIR"
+# Stop strings for plain-style generation: an untrained base model tends to go on with a new problem.
+DEFAULT_STOP = ["\nQuestion:", "\nProblem:"]
+
+
+@dataclass(frozen=True)
+class Grade:
+    correct: bool
+    extracted: str | None  # None: no answer found (unparseable)
+
+
+@dataclass
+class Problem:
+    id: str            # stable and unique, e.g. "gsm8k/test/12"
+    task: str
+    question: str      # problem text + the task's answer-format instruction
+    reference: str     # the human trace H (grades correct)
+    answer: str | None  # gold final answer where defined (None for mbpp)
+    record: dict = field(default_factory=dict)  # the upstream record
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Problem":
+        missing = [k for k in ("id", "task", "question", "reference", "answer", "record") if k not in d]
+        if missing:
+            raise ValueError(f"Problem record {d.get('id', '?')!r}: missing field {missing[0]!r}")
+        return cls(**{k: d[k] for k in ("id", "task", "question", "reference", "answer", "record")})
+
+
+def content_id(task: str, split: str, record: dict) -> str:
+    """A stable id from the record's content, for records loaded without an index."""
+    digest = hashlib.sha1(json.dumps(record, sort_keys=True).encode()).hexdigest()[:12]
+    return f"{task}/{split}/{digest}"
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path | None:
+    """The offline data directory: the argument, else $SOT_DATA_DIR, else None (use the hub)."""
+    if data_dir is not None:
+        return Path(data_dir)
+    env = os.environ.get(DATA_DIR_ENV)
+    return Path(env) if env else None
+
+
+def seeded_subset(items: list, limit: int | None, seed: int) -> list:
+    """`limit` items drawn at random with `seed`, kept in their original order; all items if limit is None."""
+    if limit is None or limit >= len(items):
+        return list(items)
+    if limit < 0:
+        raise ValueError(f"limit must be >= 0 or None, got {limit}")
+    keep = sorted(random.Random(seed).sample(range(len(items)), limit))
+    return [items[i] for i in keep]
+
+
+def _grade_chunk(args) -> list[Grade]:
+    name, problems, completions = args
+    from sot.tasks import get_task
+
+    task = get_task(name)
+    return [task.grade(p, c) for p, c in zip(problems, completions)]
+
+
+class Task:
+    """One task: loading splits, the question wording, grading. Subclasses fill in the hooks."""
+
+    name: str = ""
+    splits: tuple[str, ...] = ("train", "test")
+    stop: list[str] = DEFAULT_STOP
+
+    # --- hooks -------------------------------------------------------------------------------
+    def from_record(self, record: dict, id: str | None = None, split: str = "train") -> Problem:
+        raise NotImplementedError
+
+    def grade(self, problem: Problem, completion: str) -> Grade:
+        raise NotImplementedError
+
+    def _local_records(self, split: str, data_dir: Path) -> list[tuple[str, dict]]:
+        """(id, upstream record) pairs from the offline directory, validated."""
+        raise NotImplementedError
+
+    def _hub_records(self, split: str) -> list[tuple[str, dict]]:
+        """(id, upstream record) pairs from the Hugging Face hub (needs network)."""
+        raise NotImplementedError
+
+    # --- shared ------------------------------------------------------------------------------
+    def check_split(self, split: str) -> None:
+        if split not in self.splits:
+            raise ValueError(f"unknown split {split!r} for task {self.name!r}; valid: {', '.join(self.splits)}")
+
+    def load_split(self, split: str, data_dir: str | os.PathLike | None = None,
+                   limit: int | None = None, seed: int = 0) -> list[Problem]:
+        """Problems of `split`; `limit` keeps a seeded random subset in dataset order."""
+        self.check_split(split)
+        root = resolve_data_dir(data_dir)
+        pairs = self._local_records(split, root) if root is not None else self._hub_records(split)
+        pairs = seeded_subset(pairs, limit, seed)
+        return [self.from_record(rec, id=pid, split=split) for pid, rec in pairs]
+
+    def messages(self, problem: Problem) -> list[dict]:
+        return [{"role": "user", "content": problem.question}]
+
+    def prompt(self, problem: Problem, style: str, tokenizer=None) -> str:
+        return prompts.render(problem.question, style, tokenizer)
+
+    def grade_many(self, problems: Sequence[Problem], completions: Sequence[str],
+                   workers: int | None = None) -> list[Grade]:
+        """Grades in order; workers > 1 spreads chunks over a process pool (None or 1: this process)."""
+        if len(problems) != len(completions):
+            raise ValueError(f"grade_many: {len(problems)} problems but {len(completions)} completions")
+        if not workers or workers <= 1 or len(problems) < 2 * workers:
+            return [self.grade(p, c) for p, c in zip(problems, completions)]
+        size = -(-len(problems) // (workers * 4))
+        chunks = [(self.name, list(problems[i:i + size]), list(completions[i:i + size]))
+                  for i in range(0, len(problems), size)]
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            return [g for part in pool.map(_grade_chunk, chunks) for g in part]
