@@ -96,8 +96,9 @@ def resolve_parameters(notebook: str, params: dict, overrides: dict | None = Non
 def strip(nb: dict) -> dict:
     """Only what defines the computation: cell types, sources and tags; no outputs or run metadata."""
     cells = []
-    for cell in nb["cells"]:
-        clean = {"cell_type": cell["cell_type"], "metadata": {}, "source": cell["source"]}
+    for i, cell in enumerate(nb["cells"]):
+        clean = {"cell_type": cell["cell_type"], "id": cell.get("id", f"cell-{i}"), "metadata": {},
+                 "source": cell["source"]}
         tags = cell.get("metadata", {}).get("tags")
         if tags:
             clean["metadata"]["tags"] = tags

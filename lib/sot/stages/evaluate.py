@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sot.evaluate import evaluate
-from sot.io import write_json, write_jsonl
+from sot.io import read_json, write_json, write_jsonl
 from sot.llm import get_backend
 from sot.stages import DATA, METRICS, run_name
 from sot.stages.common import backend_options, load_problems, model_ref
@@ -26,12 +26,19 @@ def student_weights(models: dict, student: str, task: str, set_name: str) -> tup
 
 def run(task: str, student: str, set_name: str, models: dict, style: str, seed: int, backend: str,
         max_new_tokens: int, batch_size: int, n_boot: int) -> dict:
+    name = run_name(task, student, set_name)
+    skipped = DATA / "sft" / name / "SKIPPED.json"
+    if set_name != "base" and skipped.exists():  # no model was trained (empty set): nothing to evaluate
+        report = {**read_json(skipped), "evaluated": False}
+        write_jsonl(DATA / "evaluate" / f"{name}.jsonl", [])
+        write_json(METRICS / "evaluate" / f"{name}.json", report)
+        print(f"WARNING: {name} not evaluated: {report['reason']}")
+        return report
     problems = load_problems(task, "test")
     model, adapter = student_weights(models, student, task, set_name)
     llm = get_backend(backend, model, adapter=adapter, **backend_options(backend, batch_size))
     rows, summary = evaluate(get_task(task), problems, llm, style=style, max_new_tokens=max_new_tokens,
                              batch_size=batch_size, n_boot=n_boot, seed=seed)
-    name = run_name(task, student, set_name)
     write_jsonl(DATA / "evaluate" / f"{name}.jsonl", rows)
     summary.update(student=student, set=set_name, model=model, adapter=adapter)
     write_json(METRICS / "evaluate" / f"{name}.json", summary)

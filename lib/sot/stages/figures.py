@@ -14,16 +14,36 @@ from sot.stages.evaluate import load_rows
 FIGURES = Path("figures")
 
 
+def evaluated(task: str, student: str, set_name: str) -> dict | None:
+    """The evaluate metrics of one run; None when it is missing or was skipped (empty training set)."""
+    path = METRICS / "evaluate" / f"{run_name(task, student, set_name)}.json"
+    if not path.exists():
+        return None
+    summary = read_json(path)
+    return None if summary.get("skipped") else summary
+
+
+def skipped_runs(tasks, students, sets) -> list[str]:
+    out = []
+    for task in tasks:
+        for student in students:
+            for s in sets:
+                path = METRICS / "evaluate" / f"{run_name(task, student, s)}.json"
+                if path.exists() and read_json(path).get("skipped"):
+                    out.append(f"{run_name(task, student, s)}: {read_json(path)['reason']}")
+    return out
+
+
 def accuracy_table(tasks, students, sets, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
     rows = []
     for task in tasks:
         for student in students:
-            names = [s for s in ["base", *sets] if (METRICS / "evaluate" / f"{run_name(task, student, s)}.json").exists()]
+            names = [s for s in ["base", *sets] if evaluated(task, student, s) is not None]
             outputs = {s: load_rows(task, student, s) for s in names}
             comparisons = compare_to_reference({s: r for s, r in outputs.items() if r is not None},
                                                n_boot=n_boot, seed=seed) if "H" in names else {}
             for s in names:
-                summary = read_json(METRICS / "evaluate" / f"{run_name(task, student, s)}.json")
+                summary = evaluated(task, student, s)
                 rows.append(accuracy_record(task, student, s, summary, comparisons.get(s)))
     return pd.DataFrame(rows)
 
@@ -93,6 +113,9 @@ def run(tasks, students, sets, formats=("png", "pdf"), dpi: int = 150, seed: int
     if not steps.empty:
         plots.plot_step_validity(steps, FIGURES / "step_validity")
     table = plots.results_table(acc)
+    skipped = skipped_runs(tasks, students, sets)
+    if skipped:
+        table += "\n\nNot trained or evaluated (empty training set):\n" + "\n".join(f"- {s}" for s in skipped)
     with atomic_path(FIGURES / "results.md") as tmp:
         tmp.write_text(table + "\n", encoding="utf-8")
     acc.to_csv(FIGURES / "accuracy.csv", index=False)
