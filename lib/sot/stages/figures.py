@@ -80,7 +80,7 @@ def steps_table(tasks) -> pd.DataFrame:
                      *sorted((METRICS / "mix").glob(f"{task}-F*.json"))]:
             if path.exists():
                 for s, v in read_json(path).get("step_validity", {}).items():
-                    rows.append({"task": task, "set": s, "valid_fraction": v["fraction_valid"],
+                    rows.append({"task": task, "set": s, "valid_fraction": v["frac_valid"],
                                  "n_steps": v["n_steps"]})
     return pd.DataFrame(rows)
 
