@@ -1,0 +1,289 @@
+"""sot.llm: transformers backend on the tiny model, the openai backend against a local fake server."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from sot.llm import Sample, Sampling, get_backend
+from sot.llm.base import prompt_seed, truncate_at_stop
+from sot.llm.hf import count_generated
+
+PROMPTS = ["Hello", "What is 2+2? Think step by step and answer carefully please.",
+           [{"role": "user", "content": "hi there"}], "a b c d e f g h i j k l m n o p", "Q: 7*6?\nA:"]
+
+
+@pytest.fixture(scope="module")
+def sharp_model(tiny_model, tmp_path_factory):
+    """The tiny model with weights x4: peaky attention, so a padding or mask bug changes greedy output
+    (with the plain tiny model greedy output ignores the mask; the sampling test catches it there)."""
+    import torch
+    from sot.models import load
+
+    model, tok = load(tiny_model)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" not in name:
+                p.mul_(4)
+    dest = tmp_path_factory.mktemp("sharp-llama")
+    model.save_pretrained(dest)
+    tok.save_pretrained(dest)
+    return str(dest)
+
+
+@pytest.fixture(scope="module")
+def hf(tiny_model):
+    return get_backend("transformers", tiny_model, batch_size=4)
+
+
+@pytest.fixture(scope="module")
+def hf_one(tiny_model):
+    return get_backend("transformers", tiny_model, batch_size=1)
+
+
+def texts(out):
+    return [[s.text for s in row] for row in out]
+
+
+def test_greedy_batched_equals_one_at_a_time_and_is_deterministic(sharp_model):
+    s = Sampling(max_new_tokens=12)
+    hf = get_backend("transformers", sharp_model, batch_size=4)
+    batched = hf.generate(PROMPTS, s, progress=False)
+    assert batched == get_backend("transformers", sharp_model, batch_size=1).generate(PROMPTS, s, progress=False)
+    assert batched == hf.generate(PROMPTS, s, progress=False)
+    assert all(len(row) == 1 and row[0].n_tokens == 12 and row[0].finish_reason == "length" for row in batched)
+    assert len({row[0].text for row in batched}) == len(PROMPTS)      # outputs depend on the prompt
+
+
+def test_sampling_is_seeded_per_prompt_not_per_batch(hf, hf_one):
+    s = Sampling(n=2, temperature=1.0, max_new_tokens=8, seed=1)
+    out = hf.generate(PROMPTS, s, progress=False)
+    assert [len(r) for r in out] == [2] * len(PROMPTS)
+    assert all(len(set(r)) == 2 for r in texts(out))                  # the n samples differ
+    assert out == hf_one.generate(PROMPTS, s, progress=False)          # batch size does not matter
+    assert out[::-1][:2] == hf.generate(PROMPTS[::-1][:2], s, progress=False)   # nor order or neighbours
+    other = hf.generate(PROMPTS, Sampling(n=2, temperature=1.0, max_new_tokens=8, seed=2), progress=False)
+    assert texts(other) != texts(out)
+
+
+def test_tiny_top_p_equals_greedy_and_greedy_n_is_replicated(hf):
+    greedy = hf.generate(PROMPTS[:3], Sampling(n=2, max_new_tokens=8), progress=False)
+    assert all(r[0] == r[1] for r in greedy)
+    nucleus = hf.generate(PROMPTS[:3], Sampling(n=2, temperature=0.8, top_p=1e-6, max_new_tokens=8), progress=False)
+    assert nucleus == greedy
+
+
+def test_stop_strings_truncate_and_end_generation(hf):
+    free = hf.generate(PROMPTS, Sampling(max_new_tokens=16), progress=False)
+    full = free[1][0].text
+    stop = full[len(full) // 2: len(full) // 2 + 4]
+    assert stop.strip(), full
+    out = hf.generate(PROMPTS, Sampling(max_new_tokens=16, stop=(stop, "never-seen-string")), progress=False)
+    got = out[1][0]
+    assert got.text == full[:full.find(stop)] and got.finish_reason == "stop"
+    assert got.n_tokens < 16
+    for before, after in zip(free, out):
+        if stop not in before[0].text:
+            assert after == before
+
+
+def test_messages_are_rendered_with_the_chat_template(hf):
+    messages = [{"role": "user", "content": "What is 1+1?"}]
+    rendered = hf.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    assert rendered.rstrip().endswith("assistant")
+    s = Sampling(max_new_tokens=6)
+    assert hf.generate([messages], s, progress=False) == hf.generate([rendered], s, progress=False)
+
+
+def test_checkpoint_generation_defaults_are_ignored(tiny_model, hf, tmp_path):
+    import shutil
+    shutil.copytree(tiny_model, tmp_path / "m")
+    cfg = json.loads((tmp_path / "m" / "generation_config.json").read_text())
+    cfg.update(repetition_penalty=5.0, no_repeat_ngram_size=1, do_sample=True, temperature=3.0)
+    (tmp_path / "m" / "generation_config.json").write_text(json.dumps(cfg))
+    s = Sampling(max_new_tokens=6)
+    plain = hf.generate(PROMPTS[:3], s, progress=False)
+    tokens = [hf.tokenizer(r[0].text, add_special_tokens=False)["input_ids"] for r in plain]
+    assert any(len(set(t)) < len(t) for t in tokens)            # it repeats tokens: no_repeat_ngram would bite
+    assert get_backend("transformers", str(tmp_path / "m")).generate(PROMPTS[:3], s, progress=False) == plain
+
+
+def test_bench_generation_runs_on_the_tiny_model(tiny_model, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "bench_generation.py"
+    spec = importlib.util.spec_from_file_location("bench_generation", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = bench.main(["--model", tiny_model, "--prompts", "2", "--max-new-tokens", "3", "--ks", "1,2",
+                       "--repeats", "1", "--batch-size", "4", "--devices", "cpu"])
+    cpu = [r for r in rows if r["device"] == "cpu"]
+    assert [(r["k"], r["mode"]) for r in cpu] == [(1, "batched (batch 4)"), (1, "one at a time"),
+                                                  (2, "batched (batch 4)"), (2, "one at a time")]
+    assert [r["tokens"] for r in cpu] == [6, 6, 12, 12] and cpu[0]["speedup"] > 0
+    assert "| device |" in capsys.readouterr().out
+
+
+def test_count_generated_counts_eos_not_padding():
+    eos = {2}
+    assert count_generated([5, 6, 2, 2, 2], eos, None) == (3, True)       # EOS counted, pads (= EOS) not
+    assert count_generated([5, 6, 7, 8], eos, None) == (4, False)         # ran to the limit
+    assert count_generated([5, 6, 2, 2], eos, 2) == (2, True)             # stop string, then pad = EOS
+    assert count_generated([5, 6, 0, 0], eos, 2) == (2, True)             # stop string, pad != EOS
+    assert count_generated([5, 2, 9, 9], eos, None) == (2, True)
+
+
+def test_truncate_at_stop_and_prompt_seed():
+    assert truncate_at_stop("a\n\nQuestion: b Q:", ("Q:", "\n\nQuestion:")) == ("a", True)
+    assert truncate_at_stop("abc", ()) == ("abc", False)
+    assert prompt_seed(0, "x", 0) == prompt_seed(0, "x", 0) != prompt_seed(0, "x", 1) != prompt_seed(1, "x", 1)
+
+
+def test_bad_prompts_and_sampling_are_rejected(hf):
+    with pytest.raises(TypeError, match=r"prompts\[1\]\[0\]"):
+        hf.generate(["ok", [{"role": "user"}]], Sampling(), progress=False)
+    with pytest.raises(ValueError, match="top_p"):
+        Sampling(top_p=0)
+    with pytest.raises(ValueError, match="unknown backend"):
+        get_backend("nope", "x")
+
+
+def test_info_and_auto_choice(tiny_model, hf):
+    info = hf.info()
+    assert info["backend"] == "transformers" and info["device"] == "cpu" and info["dtype"] == "float32"
+    assert info["model"] == tiny_model and info["versions"]["transformers"]
+    import torch
+    if not torch.cuda.is_available():
+        auto = get_backend("auto", tiny_model, batch_size=2, gpu_memory_utilization=0.5)
+        assert auto.info()["backend"] == "transformers" and "no CUDA" in auto.info()["auto_choice"]
+        with pytest.raises(RuntimeError, match="CUDA"):
+            get_backend("vllm", tiny_model)
+
+
+def test_adapter_is_merged_on_top(tiny_model, hf, tmp_path):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from sot.models import load
+
+    model, tok = load(tiny_model)
+    torch.manual_seed(0)
+    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=32, target_modules=["q_proj", "v_proj", "o_proj"],
+                                                  init_lora_weights=False))
+    peft_model.save_pretrained(tmp_path / "lora")
+    with_adapter = get_backend("transformers", tiny_model, adapter=str(tmp_path / "lora"), batch_size=4)
+    s = Sampling(max_new_tokens=8)
+    out = with_adapter.generate(PROMPTS[:2], s, progress=False)
+    assert texts(out) != texts(hf.generate(PROMPTS[:2], s, progress=False))
+    ids = tok(PROMPTS[0], return_tensors="pt")
+    ref = peft_model.generate(**ids, max_new_tokens=8, do_sample=False, pad_token_id=tok.pad_token_id)
+    assert out[0][0].text == tok.decode(ref[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+    assert with_adapter.info()["adapter_sha256"]
+
+
+# ---------------------------------------------------------------- openai backend against a fake server
+
+class FakeOpenAI(BaseHTTPRequestHandler):
+    """Serves /v1/completions and /v1/chat/completions; fails the first requests with queued statuses."""
+    state: dict = {}
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        st = self.state
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        with st["lock"]:
+            st["requests"].append((self.path, body))
+            st["active"] += 1
+            st["max_active"] = max(st["max_active"], st["active"])
+            fail = st["fail"].pop(0) if st["fail"] else None
+        try:
+            time.sleep(0.05)
+            if fail is not None:
+                headers = {"Retry-After": "0"} if fail == 429 else {}
+                return self._send(fail, {"error": {"message": f"injected {fail}"}}, headers)
+            n = body.get("n", 1)
+            if n > 1 and st["reject_n"]:
+                return self._send(400, {"error": {"message": "n > 1 is not supported", "param": "n"}})
+            prompt = body.get("prompt") or body["messages"][-1]["content"]
+            outs = [f"answer to {prompt[:12]} seed={body.get('seed')} #{i} STOP tail" for i in range(n)]
+            if self.path.endswith("/chat/completions"):
+                choices = [{"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop"}
+                           for i, t in enumerate(outs)]
+            else:
+                choices = [{"index": i, "text": t, "finish_reason": "length", "logprobs": None}
+                           for i, t in enumerate(outs)]
+            usage = {"prompt_tokens": 3, "completion_tokens": 10 * n, "total_tokens": 10 * n + 3}
+            self._send(200, {"id": "x", "object": "chat.completion" if "chat" in self.path else "text_completion",
+                             "created": 0, "model": body["model"], "choices": choices, "usage": usage})
+        finally:
+            with st["lock"]:
+                st["active"] -= 1
+
+    def _send(self, status, obj, headers=None):
+        data = json.dumps(obj).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture()
+def fake_server():
+    FakeOpenAI.state = {"lock": threading.Lock(), "requests": [], "active": 0, "max_active": 0,
+                        "fail": [], "reject_n": False}
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeOpenAI)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1", FakeOpenAI.state
+    server.shutdown()
+    server.server_close()
+
+
+def test_openai_completions_chat_retries_and_concurrency(fake_server, monkeypatch):
+    url, st = fake_server
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    st["fail"] = [429, 500]
+    backend = get_backend("openai", "served-model", base_url=url, concurrency=3, backoff=0.01)
+    prompts = [f"question {i}" for i in range(8)] + [[{"role": "user", "content": "chat question"}]]
+    out = backend.generate(prompts, Sampling(n=2, temperature=0.7, max_new_tokens=20, stop=(" STOP",)),
+                           progress=False)
+    assert backend.retries == 2 and 1 < st["max_active"] <= 3
+    assert [len(r) for r in out] == [2] * 9
+    assert out[0][0].text.startswith("answer to question 0 seed=") and out[0][0].text.endswith("#0")
+    assert out[0][0].finish_reason == "stop" and out[0][0].n_tokens + out[0][1].n_tokens == 20
+    assert out[-1][1].text.startswith("answer to chat questio")
+    paths = {p for p, _ in st["requests"]}
+    assert paths == {"/v1/completions", "/v1/chat/completions"}
+    body = next(b for p, b in st["requests"] if p == "/v1/completions")
+    assert body["n"] == 2 and body["max_tokens"] == 20 and body["stop"] == [" STOP"]
+
+
+def test_openai_falls_back_to_one_request_per_sample(fake_server):
+    url, st = fake_server
+    st["reject_n"] = True
+    backend = get_backend("openai", "m", base_url=url, concurrency=2, backoff=0.01)
+    out = backend.generate(["p1", "p2"], Sampling(n=3, temperature=1.0, max_new_tokens=5), progress=False)
+    assert not backend.n_supported and [len(r) for r in out] == [3, 3]
+    assert len({s.text for s in out[0]}) == 3                       # distinct seeds per sample
+    assert all(s.n_tokens == 10 for r in out for s in r)
+    greedy = backend.generate(["p1"], Sampling(n=2, max_new_tokens=5), progress=False)
+    assert greedy[0][0] == greedy[0][1]
+
+
+def test_openai_gives_up_after_max_retries_and_needs_a_key_for_remote_urls(fake_server, monkeypatch):
+    url, st = fake_server
+    st["fail"] = [503] * 5
+    backend = get_backend("openai", "m", base_url=url, max_retries=2, backoff=0.01)
+    with pytest.raises(RuntimeError, match="after 2 retries"):
+        backend.generate(["p"], Sampling(), progress=False)
+    monkeypatch.delenv("MY_KEY", raising=False)
+    with pytest.raises(RuntimeError, match="MY_KEY"):
+        get_backend("openai", "m", base_url="https://api.example.com/v1", api_key_env="MY_KEY")
+    assert isinstance(Sample("a", 1, "stop"), Sample)
