@@ -6,6 +6,14 @@ from pathlib import Path
 
 import pytest
 
+# Tests run in parallel (pytest -n 2): one torch thread per worker, or the two workers oversubscribe the cores.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+try:
+    import torch
+    torch.set_num_threads(1)
+except ImportError:
+    pass
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("SOT_DATA_DIR", ROOT.parent / "shared" / "data"))
 
