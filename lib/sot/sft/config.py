@@ -1,15 +1,16 @@
 """SFTConfig: every fine-tuning setting in one dataclass, the paper preset, and the step-budget rule.
 
-Budgets (how long a run trains), so that training sets of different sizes can be compared fairly:
+Budgets (how long a run trains), so that training sets of different sizes can be compared fairly. As in the
+transformers Trainer, one epoch is ceil(n_examples / (per_device_batch_size * processes)) micro-batches (the last
+one may be short) grouped into steps_per_epoch = ceil(micro-batches / grad_accum) optimizer steps.
 - ``"epochs"``: ``budget_value`` passes over the training set (``epochs`` when budget_value is None);
-  steps = ceil(epochs * n_examples / examples_per_step).
+  steps = ceil(epochs * steps_per_epoch), exactly what Trainer(num_train_epochs=epochs) would run.
 - ``"steps"``: ``budget_value`` optimizer steps (``max_steps`` when budget_value is None).
-- ``"tokens"``: about ``budget_value`` training tokens (prompt + completion + EOS, the non-padding tokens the
-  model reads); steps = max(1, round(budget_value / (mean_tokens_per_example * examples_per_step))). Every set
-  then sees about the same number of tokens whatever its size (the token-matched control the paper's critics asked for);
-  the realised count differs from the budget by less than one step's worth on average.
-``examples_per_step`` = per_device_batch_size * grad_accum * number of processes. ``max_steps``, when set, caps
-the steps of the "epochs" and "tokens" budgets (smoke runs).
+- ``"tokens"``: about ``budget_value`` training tokens (prompt + completion + EOS: the non-padding tokens the
+  model reads); steps = max(1, round(budget_value / tokens_per_step)) with tokens_per_step = the set's total
+  tokens / steps_per_epoch. Every set then sees about the same number of tokens whatever its size (the
+  token-matched control the paper's critics asked for); the realised count is off by less than about one step's worth.
+``max_steps``, when set, caps the steps of the "epochs" and "tokens" budgets (smoke runs).
 """
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ class SFTConfig:
     method: str = "lora"                        # "lora" | "full"
     lora_r: int = 16
     lora_alpha: int = 32
-    lora_dropout: float = 0.05
+    lora_dropout: float = 0.0                  # 0: Unsloth's fast path; PEFT dropout copies every input
     target_modules: tuple[str, ...] = LLAMA_LIKE_LINEAR   # Llama, Qwen2, Gemma2 share these names
     lr: float = 1e-4
     epochs: float = 1.0
@@ -139,20 +140,22 @@ def plan_steps(token_counts: list[int], cfg: SFTConfig, world_size: int = 1) -> 
         raise ValueError("plan_steps: the training set is empty")
     grad_accum = resolve_grad_accum(cfg, world_size)
     per_step = cfg.per_device_batch_size * grad_accum * world_size
-    mean_tokens = sum(token_counts) / n
+    micro_batches = math.ceil(n / (cfg.per_device_batch_size * world_size))
+    steps_per_epoch = math.ceil(micro_batches / grad_accum)
+    tokens_per_step = sum(token_counts) / steps_per_epoch
     if cfg.budget == "epochs":
         epochs = cfg.epochs if cfg.budget_value is None else float(cfg.budget_value)
-        steps = max(1, math.ceil(epochs * n / per_step))
-        rule = f"ceil({epochs:g} epochs x {n} examples / {per_step} per step)"
+        steps = max(1, math.ceil(epochs * steps_per_epoch))
+        rule = f"ceil({epochs:g} epochs x {steps_per_epoch} steps per epoch)"
     elif cfg.budget == "steps":
         steps = int(cfg.budget_value if cfg.budget_value is not None else cfg.max_steps)
         rule = f"{steps} steps"
     else:
-        steps = max(1, round(float(cfg.budget_value) / (mean_tokens * per_step)))
-        rule = (f"round({cfg.budget_value:g} tokens / ({mean_tokens:.1f} mean tokens per example x "
-                f"{per_step} per step))")
+        steps = max(1, round(float(cfg.budget_value) / tokens_per_step))
+        rule = f"round({cfg.budget_value:g} tokens / {tokens_per_step:.1f} tokens per step)"
     if cfg.max_steps is not None and cfg.budget != "steps" and steps > cfg.max_steps:
         steps, rule = int(cfg.max_steps), rule + f", capped by max_steps={cfg.max_steps}"
     return {"max_steps": steps, "grad_accum": grad_accum, "examples_per_step": per_step,
-            "mean_tokens_per_example": mean_tokens, "planned_tokens": round(steps * per_step * mean_tokens),
-            "planned_epochs": steps * per_step / n, "rule": rule}
+            "steps_per_epoch": steps_per_epoch, "tokens_per_step": tokens_per_step,
+            "mean_tokens_per_example": sum(token_counts) / n, "planned_tokens": round(steps * tokens_per_step),
+            "planned_epochs": steps / steps_per_epoch, "rule": rule}

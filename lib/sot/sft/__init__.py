@@ -1,0 +1,173 @@
+"""Supervised fine-tuning of a student on one training set: `train(records, cfg, out_dir)`.
+
+Backend: "auto" picks Unsloth when CUDA is present, one process runs and `import unsloth` works, else TRL
+(+ PEFT); the choice and the reason are printed once and recorded. The output folder is written atomically
+(a `.NAME.partial` sibling renamed at the end) and holds the LoRA adapter or the full model, the tokenizer,
+`training_log.json` (per logged step: step, tokens_seen, loss, lr, val_loss) and `train_summary.json`.
+`load_trained(out_dir)` loads either kind back as (model, tokenizer).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from sot.sft.config import PAPER_PRESET, SFTConfig, plan_steps, resolve_bf16, resolve_model_dtype
+from sot.sft.data import (RightPadCollator, TokenizedSet, build_dataset, build_example, check_records,
+                          split_validation)
+
+__all__ = ["train", "choose_backend", "load_trained", "SFTConfig", "PAPER_PRESET", "plan_steps", "build_example",
+           "build_dataset", "split_validation", "RightPadCollator", "TokenizedSet"]
+
+SUMMARY_FILE = "train_summary.json"
+HISTORY_FILE = "training_log.json"
+
+
+def choose_backend(requested: str, world_size: int = 1) -> tuple[str, str]:
+    """(backend, reason). Imports unsloth when it may be used, so it patches TRL before TRL is imported."""
+    import torch
+
+    if requested == "trl":
+        return "trl", "requested"
+    cuda = torch.cuda.is_available()
+    if requested == "unsloth":
+        if not cuda:
+            raise RuntimeError("SFTConfig.backend='unsloth' needs a CUDA GPU; use 'trl' or 'auto' on this machine")
+        import unsloth  # noqa: F401  (an ImportError here says what is missing)
+        return "unsloth", "requested"
+    if not cuda:
+        return "trl", "no CUDA device"
+    if world_size > 1:
+        return "trl", f"{world_size} processes (Unsloth is used single-GPU only here)"
+    try:
+        import unsloth  # noqa: F401
+    except Exception as error:  # unsloth raises more than ImportError when its GPU stack is incomplete
+        return "trl", f"unsloth not importable ({type(error).__name__}: {str(error)[:120]})"
+    return "unsloth", "CUDA present and unsloth importable"
+
+
+def _versions(backend: str) -> dict:
+    import importlib.metadata as md
+    names = ["torch", "transformers", "trl", "peft", "accelerate"] + (["unsloth"] if backend == "unsloth" else [])
+    out = {}
+    for name in names:
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _load_tokenizer(path: str):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def train(records: list[dict], cfg: SFTConfig, out_dir, val_records: list[dict] | None = None,
+          render=None, callbacks=()) -> dict:
+    """Fine-tune cfg.model on training records {prompt, completion, ...}; save to out_dir; return the summary.
+
+    Validation: `val_records` when given, else a seeded split of `records` (cfg.eval_fraction, grouped by id);
+    never the test set. `render(question, style, tokenizer)` defaults to sot.prompts.render.
+    """
+    from accelerate import PartialState
+
+    from sot.models import resolve
+
+    if not records:
+        raise ValueError("sft.train: no training records")
+    check_records(records, "train records")
+    check_records(val_records or [], "validation records")
+    out_dir = Path(out_dir)
+    state = PartialState()
+    backend, reason = choose_backend(cfg.backend, state.num_processes)
+    if state.is_main_process:
+        print(f"[sot.sft] backend={backend} ({reason})", flush=True)
+
+    model_path = resolve(cfg.model)
+    tokenizer = _load_tokenizer(model_path)
+    if val_records is None:
+        records, val_records = split_validation(records, cfg.eval_fraction, cfg.seed)
+    if cfg.checkpoint == "best_val" and not val_records:
+        raise ValueError("SFTConfig.checkpoint='best_val' needs a validation split: set eval_fraction > 0 "
+                         "or pass val_records")
+    train_set = build_dataset(records, tokenizer, cfg.style, cfg.max_length, render, where="train records")
+    val_set = (build_dataset(val_records, tokenizer, cfg.style, cfg.max_length, render, where="validation records")
+               if val_records else None)
+    plan = plan_steps(train_set.token_counts, cfg, state.num_processes)
+    bf16 = resolve_bf16(cfg)
+    model_dtype = resolve_model_dtype(cfg, bf16)
+
+    work = out_dir.parent / f".{out_dir.name}.partial"
+    if state.is_main_process:
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+    state.wait_for_everyone()
+
+    if backend == "unsloth":
+        from sot.sft.unsloth_backend import make_trainer
+    else:
+        from sot.sft.trl_backend import make_trainer
+    from sot.sft.trl_backend import run_trainer
+
+    trainer = make_trainer(cfg, model_path, tokenizer, train_set, val_set, plan, work / "checkpoints",
+                           bf16, model_dtype, callbacks)
+    result = run_trainer(trainer, cfg)
+
+    saved_dtype = None
+    if cfg.method == "full":
+        import torch
+        saved_dtype = cfg.save_dtype if cfg.save_dtype != "auto" else ("bfloat16" if bf16 else "float32")
+        trainer.model.to(getattr(torch, saved_dtype))
+    trainer.save_model(str(work / "model"))
+
+    history = result.pop("history")
+    summary = {
+        "backend": backend, "backend_reason": reason, "model": cfg.model, "model_path": model_path,
+        "method": cfg.method, "style": cfg.style, **result, "plan": plan,
+        "n_train": len(train_set), "n_val": len(val_set) if val_set else 0,
+        "n_truncated": train_set.n_truncated, "n_dropped": train_set.n_dropped,
+        "bf16": bf16, "model_dtype": model_dtype, "saved_dtype": saved_dtype, "world_size": state.num_processes,
+        "config": cfg.to_dict(), "versions": _versions(backend), "out_dir": str(out_dir),
+    }
+    if state.is_main_process:
+        (work / "model" / HISTORY_FILE).write_text(json.dumps(history, indent=1))
+        (work / "model" / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=str))
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        (work / "model").rename(out_dir)
+        shutil.rmtree(work, ignore_errors=True)
+    state.wait_for_everyone()
+    return {**summary, "history": history}
+
+
+def load_trained(out_dir, dtype: str = "float32", device: str | None = None):
+    """(model, tokenizer) from a train() output folder: base + LoRA adapter, or the full model. Left padding."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out_dir = Path(out_dir)
+    summary_path = out_dir / SUMMARY_FILE
+    if not summary_path.exists():
+        raise FileNotFoundError(f"{summary_path} not found: {out_dir} is not a sot.sft.train output folder")
+    summary = json.loads(summary_path.read_text())
+    tok = AutoTokenizer.from_pretrained(out_dir)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    if (out_dir / "adapter_config.json").exists():
+        from peft import PeftModel
+
+        from sot.models import resolve
+        base = AutoModelForCausalLM.from_pretrained(resolve(summary["model"]), dtype=getattr(torch, dtype))
+        model = PeftModel.from_pretrained(base, str(out_dir))
+    else:
+        model = AutoModelForCausalLM.from_pretrained(out_dir, dtype=getattr(torch, dtype))
+    if device:
+        model.to(device)
+    model.eval()
+    return model, tok

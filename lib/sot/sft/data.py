@@ -1,0 +1,166 @@
+"""Training examples with an exact completion-only loss mask, the right-padding collator, the validation split.
+
+One example = rendered prompt + completion + EOS. The prompt and the completion are tokenised separately and
+their ids concatenated, so the boundary is exact and matches generation (the model reads the tokenised
+prompt, then writes the completion): labels are -100 on every prompt token, the completion ids and EOS
+elsewhere, so the model learns to stop. BOS is prepended only when the tokenizer adds one by itself and the
+rendered prompt does not already start with it (chat templates such as Gemma's write it). Examples longer
+than max_length are truncated from the right (counted, one warning per set); an example whose prompt alone
+fills max_length has no completion token left and is dropped (counted).
+"""
+from __future__ import annotations
+
+import random
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable
+
+IGNORE = -100
+
+
+def adds_bos(tokenizer) -> bool:
+    """Whether the tokenizer prepends BOS by itself when encoding text."""
+    bos = tokenizer.bos_token_id
+    if bos is None:
+        return False
+    ids = tokenizer("a").input_ids
+    return bool(ids) and ids[0] == bos
+
+
+def _eos_id(tokenizer) -> int:
+    if tokenizer.eos_token_id is None:
+        raise ValueError(f"tokenizer {type(tokenizer).__name__} ({tokenizer.name_or_path}) has no eos_token: "
+                         "set tokenizer.eos_token before building training examples")
+    return int(tokenizer.eos_token_id)
+
+
+def _encode(tokenizer, prompt_text: str, completion: str, with_bos: bool) -> tuple[list[int], list[int]]:
+    prompt_ids = list(tokenizer(prompt_text, add_special_tokens=False).input_ids)
+    bos = tokenizer.bos_token_id
+    if with_bos and (not prompt_ids or prompt_ids[0] != bos):
+        prompt_ids = [bos] + prompt_ids
+    completion_ids = list(tokenizer(completion, add_special_tokens=False).input_ids) + [_eos_id(tokenizer)]
+    return prompt_ids, completion_ids
+
+
+def _assemble(prompt_ids: list[int], completion_ids: list[int], max_length: int) -> dict:
+    input_ids = (prompt_ids + completion_ids)[:max_length]
+    labels = ([IGNORE] * len(prompt_ids) + completion_ids)[:max_length]
+    return {"input_ids": input_ids, "attention_mask": [1] * len(input_ids), "labels": labels}
+
+
+def build_example(tokenizer, prompt_text: str, completion: str, max_length: int) -> dict:
+    """{input_ids, attention_mask, labels} for prompt_text + completion + EOS; loss on completion + EOS only."""
+    prompt_ids, completion_ids = _encode(tokenizer, prompt_text, completion, adds_bos(tokenizer))
+    return _assemble(prompt_ids, completion_ids, max_length)
+
+
+@dataclass
+class TokenizedSet:
+    """Tokenised training examples plus what happened on the way (kept in the run summary)."""
+
+    examples: list[dict]
+    ids: list[str] = field(default_factory=list)   # record ids, aligned with examples
+    n_truncated: int = 0
+    n_dropped: int = 0
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    @property
+    def token_counts(self) -> list[int]:
+        return [len(e["input_ids"]) for e in self.examples]
+
+    @property
+    def completion_token_counts(self) -> list[int]:
+        return [sum(1 for t in e["labels"] if t != IGNORE) for e in self.examples]
+
+
+def _check_record(record, index: int, where: str) -> None:
+    if not isinstance(record, dict):
+        raise ValueError(f"{where}: record {index} is {type(record).__name__}, expected a dict")
+    for key in ("prompt", "completion"):
+        if not isinstance(record.get(key), str):
+            raise ValueError(f"{where}: record {index} (id={record.get('id')!r}) field {key!r} is missing or "
+                             f"not a string; training records need 'prompt' (the question) and 'completion'")
+
+
+def check_records(records: list[dict], where: str = "records") -> None:
+    """Fail fast, naming the record and field, before any model is loaded."""
+    for i, record in enumerate(records):
+        _check_record(record, i, where)
+
+
+def default_render(question: str, style: str, tokenizer=None) -> str:
+    from sot.prompts import render
+    return render(question, style, tokenizer)
+
+
+def build_dataset(records: list[dict], tokenizer, style: str, max_length: int,
+                  render: Callable[[str, str, object], str] | None = None, where: str = "records") -> TokenizedSet:
+    """Render every record's prompt (sot.prompts.render) and build its example; validates records first."""
+    check_records(records, where)
+    render = render or default_render
+    with_bos = adds_bos(tokenizer)
+    out = TokenizedSet(examples=[])
+    for i, record in enumerate(records):
+        prompt_ids, completion_ids = _encode(tokenizer, render(record["prompt"], style, tokenizer),
+                                             record["completion"], with_bos)
+        if len(prompt_ids) >= max_length:
+            out.n_dropped += 1
+            continue
+        out.n_truncated += len(prompt_ids) + len(completion_ids) > max_length
+        out.examples.append(_assemble(prompt_ids, completion_ids, max_length))
+        out.ids.append(str(record.get("id", i)))
+    if out.n_truncated:
+        warnings.warn(f"{where}: {out.n_truncated} of {len(records)} examples longer than max_length={max_length} "
+                      "tokens were truncated from the right (their EOS is lost)", stacklevel=2)
+    if out.n_dropped:
+        warnings.warn(f"{where}: {out.n_dropped} of {len(records)} examples were dropped: the prompt alone fills "
+                      f"max_length={max_length} tokens", stacklevel=2)
+    if not out.examples:
+        raise ValueError(f"{where}: no usable training example out of {len(records)} records")
+    return out
+
+
+class RightPadCollator:
+    """Pads a list of examples on the right: input_ids with pad_token_id, attention_mask 0, labels -100."""
+
+    def __init__(self, pad_token_id: int, pad_to_multiple_of: int | None = None):
+        self.pad_token_id = int(pad_token_id)
+        self.pad_to_multiple_of = pad_to_multiple_of
+
+    def __call__(self, features: list[dict]) -> dict:
+        import torch
+
+        width = max(len(f["input_ids"]) for f in features)
+        if self.pad_to_multiple_of:
+            width = -(-width // self.pad_to_multiple_of) * self.pad_to_multiple_of
+        n = len(features)
+        input_ids = torch.full((n, width), self.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((n, width), dtype=torch.long)
+        labels = torch.full((n, width), IGNORE, dtype=torch.long)
+        for row, f in enumerate(features):
+            k = len(f["input_ids"])
+            input_ids[row, :k] = torch.tensor(f["input_ids"], dtype=torch.long)
+            attention_mask[row, :k] = 1
+            labels[row, :k] = torch.tensor(f.get("labels", f["input_ids"]), dtype=torch.long)
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+def split_validation(records: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    """Seeded (train, validation) split of training records, grouped by problem id so no problem is in both."""
+    if fraction <= 0:
+        return list(records), []
+    groups: dict[str, list[int]] = {}
+    for i, record in enumerate(records):
+        groups.setdefault(str(record.get("id", i)), []).append(i)
+    keys = sorted(groups)
+    random.Random(seed).shuffle(keys)
+    n_val = max(1, round(fraction * len(keys)))
+    if n_val >= len(keys):
+        raise ValueError(f"eval_fraction={fraction} leaves no training problem out of {len(keys)}")
+    val_idx = {i for key in keys[:n_val] for i in groups[key]}
+    train = [r for i, r in enumerate(records) if i not in val_idx]
+    val = [r for i, r in enumerate(records) if i in val_idx]
+    return train, val

@@ -1,0 +1,218 @@
+"""sot.sft: exact completion-only mask, collator, split, budgets, and short real trainings of the tiny model."""
+from __future__ import annotations
+
+import json
+import warnings
+
+import pytest
+
+from sot.sft import SFTConfig, PAPER_PRESET, build_dataset, build_example, load_trained, plan_steps, train
+from sot.sft.data import IGNORE, RightPadCollator, split_validation
+
+
+def render(question: str, style: str, tokenizer=None) -> str:
+    """The sot.prompts.render contract (plain: question + "\\nSolution:"; chat: template + generation prompt)."""
+    if style == "plain":
+        return f"{question}\nSolution:"
+    return tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
+                                         add_generation_prompt=True)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One torch thread: several times faster than two on this shared 2-core machine."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tok(tiny_model):
+    from transformers import AutoTokenizer
+    return AutoTokenizer.from_pretrained(tiny_model)
+
+
+def labelled(example):
+    return [t for t in example["labels"] if t != IGNORE]
+
+
+@pytest.mark.parametrize("style", ["plain", "chat"])
+def test_mask_is_exactly_the_completion_plus_eos(tok, style):
+    prompt = render("What is 2+3?", style, tok)
+    completion = " 2+3=5.\nThe answer is \\boxed{5}."
+    ex = build_example(tok, prompt, completion, max_length=512)
+    n_prompt = len(tok(prompt, add_special_tokens=False).input_ids)
+    assert ex["labels"][:n_prompt] == [IGNORE] * n_prompt
+    assert IGNORE not in ex["labels"][n_prompt:]
+    assert tok.decode(labelled(ex)) == completion + tok.eos_token
+    assert labelled(ex)[-1] == tok.eos_token_id
+    assert tok.decode(ex["input_ids"]) == prompt + completion + tok.eos_token
+    assert ex["attention_mask"] == [1] * len(ex["input_ids"])
+
+
+@pytest.mark.parametrize("style", ["plain", "chat"])
+def test_default_render_is_sot_prompts(tok, style):
+    record = {"id": "q", "prompt": "What is 2+3?", "completion": " 5"}
+    default = build_dataset([record], tok, style, 128).examples[0]   # render = sot.prompts.render
+    assert default == build_example(tok, render(record["prompt"], style, tok), record["completion"], 128)
+
+
+def test_bos_only_when_the_tokenizer_adds_one(tiny_model):
+    from transformers import AutoTokenizer
+    plain = AutoTokenizer.from_pretrained(tiny_model)
+    assert build_example(plain, "Q\nSolution:", " a", 64)["input_ids"][0] != plain.bos_token_id
+    bos_tok = AutoTokenizer.from_pretrained(tiny_model)
+    bos_tok.add_bos_token = True
+    ex = build_example(bos_tok, "Q\nSolution:", " a", 64)
+    assert ex["input_ids"][0] == bos_tok.bos_token_id and ex["input_ids"][1] != bos_tok.bos_token_id
+    already = build_example(bos_tok, bos_tok.bos_token + "Q\nSolution:", " a", 64)   # template wrote BOS itself
+    assert already["input_ids"].count(bos_tok.bos_token_id) == 1
+    assert ex["labels"][0] == IGNORE and bos_tok.decode(labelled(ex)) == " a" + bos_tok.eos_token
+
+
+def test_truncation_is_counted_and_prompt_only_examples_dropped(tok):
+    records = [{"id": "a", "prompt": "Short?", "completion": " yes " * 100},
+               {"id": "b", "prompt": "word " * 200, "completion": " no"},
+               {"id": "c", "prompt": "Ok?", "completion": " fine"}]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tset = build_dataset(records, tok, "plain", max_length=32, render=render)
+    assert (tset.n_truncated, tset.n_dropped, tset.ids) == (1, 1, ["a", "c"])
+    assert len(tset.examples[0]["input_ids"]) == 32 and len(tset.examples[0]["labels"]) == 32
+    assert any("truncated" in str(w.message) for w in caught) and any("dropped" in str(w.message) for w in caught)
+
+
+def test_bad_record_names_index_and_field(tok):
+    with pytest.raises(ValueError, match=r"record 1 \(id='x'\) field 'completion'"):
+        build_dataset([{"prompt": "a", "completion": "b"}, {"id": "x", "prompt": "q"}], tok, "plain", 64,
+                      render=render)
+
+
+def test_collator_right_pads():
+    batch = RightPadCollator(pad_token_id=0)([{"input_ids": [5, 6, 7], "labels": [IGNORE, 6, 7]},
+                                              {"input_ids": [8], "labels": [8]}])
+    assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+    assert batch["labels"].tolist() == [[IGNORE, 6, 7], [8, IGNORE, IGNORE]]
+
+
+def test_validation_split_is_seeded_and_grouped_by_problem():
+    records = [{"id": f"p{i // 2}", "prompt": "q", "completion": str(i)} for i in range(20)]
+    train_a, val_a = split_validation(records, 0.2, seed=1)
+    train_b, val_b = split_validation(records, 0.2, seed=1)
+    assert val_a == val_b and len(val_a) == 4 and len(train_a) == 16
+    assert not {r["id"] for r in val_a} & {r["id"] for r in train_a}
+    assert split_validation(records, 0.2, seed=2)[1] != val_a
+
+
+def test_token_budget_plans_equal_tokens_for_sets_of_different_sizes():
+    cfg = SFTConfig(model="m", budget="tokens", budget_value=100_000, per_device_batch_size=4, grad_accum=2)
+    small, large = plan_steps([50] * 30, cfg), plan_steps([200, 80] * 500, cfg)
+    assert small["max_steps"] != large["max_steps"]
+    for plan in (small, large):
+        assert abs(plan["planned_tokens"] - 100_000) <= plan["tokens_per_step"] / 2
+    epochs = plan_steps([10] * 30, SFTConfig(model="m", budget="epochs", epochs=2, per_device_batch_size=4))
+    assert epochs["steps_per_epoch"] == 8 and epochs["max_steps"] == 16   # 8 micro-batches, the last one short
+
+
+def test_paper_preset_is_expressible():
+    cfg = SFTConfig(model="m", **PAPER_PRESET)
+    plan = plan_steps([100] * 640, cfg, world_size=2)
+    assert plan["grad_accum"] == 4 and plan["examples_per_step"] == 64 and plan["max_steps"] == 100
+    with pytest.raises(ValueError, match="effective_batch_size"):
+        plan_steps([1] * 10, cfg, world_size=3)
+    with pytest.raises(ValueError, match="SFTConfig.method"):
+        SFTConfig(model="m", method="qlora")
+    with pytest.raises(ValueError, match="unknown field"):
+        SFTConfig.from_dict({"model": "m", "learning_rate": 1})
+
+
+def test_trl_trains_on_our_exact_labels(tiny_model, tok, tmp_path):
+    from sot.sft.trl_backend import make_trainer
+    records = [{"id": "a", "prompt": "Q one?", "completion": " one"}, {"id": "b", "prompt": "Q2?", "completion": " a b c"}]
+    tset = build_dataset(records, tok, "plain", 64, render=render)
+    cfg = SFTConfig(model=tiny_model, budget="steps", budget_value=1, per_device_batch_size=2)
+    trainer = make_trainer(cfg, tiny_model, tok, tset, None, plan_steps(tset.token_counts, cfg), tmp_path,
+                           False, "float32")
+    assert trainer.train_dataset["labels"] == [e["labels"] for e in tset.examples]
+    assert trainer.train_dataset["input_ids"] == [e["input_ids"] for e in tset.examples]
+    batch = next(iter(trainer.get_train_dataloader()))
+    expected = RightPadCollator(tok.pad_token_id)(tset.examples)["labels"].tolist()
+    assert sorted(batch["labels"].tolist()) == sorted(expected)
+
+
+def _greedy(model, tok, prompt, n=24):
+    import torch
+    enc = tok([prompt], return_tensors="pt")
+    with torch.no_grad():
+        out = model.generate(**enc, max_new_tokens=n, do_sample=False, pad_token_id=tok.pad_token_id)
+    return out[0, enc.input_ids.shape[1]:].tolist()
+
+
+def test_full_sft_lowers_loss_and_learns_to_stop(tiny_model, tmp_path):
+    completion = " 3+4=7. The answer is 7."
+    records = [{"id": f"p{i}", "prompt": "Tom has 3 apples and gets 4 more. How many?",
+                "completion": completion} for i in range(1)]
+    cfg = SFTConfig(model=tiny_model, method="full", lr=1e-2, lr_scheduler="constant", budget="steps",
+                    budget_value=30, per_device_batch_size=1, logging_steps=5)
+    summary = train(records, cfg, tmp_path / "full", render=render)
+    losses = [r["loss"] for r in summary["history"] if "loss" in r]
+    assert summary["backend"] == "trl" and summary["steps"] == 30 and summary["history"][-1]["step"] == 30
+    assert losses[-1] < 0.2 * losses[0]
+    saved = json.loads((tmp_path / "full" / "train_summary.json").read_text())
+    assert saved["tokens"] == summary["tokens"] > 0 and not list(tmp_path.glob(".*partial"))
+    model, tok = load_trained(tmp_path / "full")
+    generated = _greedy(model, tok, render(records[0]["prompt"], "plain"))
+    assert tok.eos_token_id in generated
+    assert tok.decode(generated[:generated.index(tok.eos_token_id)]) == completion
+
+
+def test_lora_trains_and_saves_an_adapter(tiny_model, tmp_path):
+    records = [{"id": "a", "prompt": "Say hi.", "completion": " hi there"}]
+    cfg = SFTConfig(model=tiny_model, method="lora", lora_r=8, lora_alpha=16, lr=5e-3, budget="steps",
+                    budget_value=8, per_device_batch_size=1, logging_steps=1, style="chat")
+    summary = train(records, cfg, tmp_path / "lora", render=render)
+    losses = [r["loss"] for r in summary["history"] if "loss" in r]
+    assert losses[-1] < losses[0]
+    assert (tmp_path / "lora" / "adapter_config.json").exists()
+    assert not (tmp_path / "lora" / "model.safetensors").exists()
+    model, _ = load_trained(tmp_path / "lora")
+    assert type(model).__name__ == "PeftModelForCausalLM"
+
+
+def test_token_budget_trains_about_equal_tokens(tiny_model, tmp_path):
+    short = [{"id": f"s{i}", "prompt": f"Q{i}?", "completion": " a b c"} for i in range(3)]
+    long = [{"id": f"l{i}", "prompt": f"Question number {i}?", "completion": " a b c d e f g h i j"} for i in range(12)]
+    tokens = []
+    for name, records in (("short", short), ("long", long)):
+        cfg = SFTConfig(model=tiny_model, method="full", lr=1e-3, budget="tokens", budget_value=200,
+                        per_device_batch_size=2, logging_steps=100)
+        summary = train(records, cfg, tmp_path / name, render=render)
+        assert abs(summary["tokens"] - 200) <= summary["plan"]["tokens_per_step"]   # realised, not just planned
+        tokens.append((summary["tokens"], summary["steps"]))
+    assert tokens[0][1] > tokens[1][1]   # fewer tokens per example -> more steps
+
+
+def test_best_val_checkpoint_is_the_lowest_validation_loss(tiny_model, tmp_path):
+    from sot.distance import completion_nll
+
+    train_records = [{"id": "t0", "prompt": "Name the letters.", "completion": " A B C D E F"}]
+    val_records = [{"id": "v0", "prompt": "Name the letters.", "completion": " A B X Y"}]
+    cfg = SFTConfig(model=tiny_model, method="full", lr=1e-2, lr_scheduler="constant", budget="steps",
+                    budget_value=16, per_device_batch_size=1, logging_steps=2, eval_steps=2, checkpoint="best_val")
+    summary = train(train_records, cfg, tmp_path / "best", val_records=val_records, render=render)
+    vals = {r["step"]: r["val_loss"] for r in summary["history"] if "val_loss" in r}
+    best_step = min(vals, key=vals.get)
+    assert len(vals) == 8 and summary["checkpoint"]["step"] == best_step
+    assert best_step != 16, f"validation loss never rose, the test cannot tell best from final: {vals}"
+    scored = completion_nll(str(tmp_path / "best"), val_records, "plain", render=render, progress=False)
+    assert scored["nll"] == pytest.approx(vals[best_step], rel=1e-4)
+    assert scored["nll"] != pytest.approx(vals[16], rel=1e-3)
+
+
+def test_best_val_without_validation_is_an_error(tiny_model, tmp_path):
+    cfg = SFTConfig(model=tiny_model, budget="steps", budget_value=1, checkpoint="best_val")
+    with pytest.raises(ValueError, match="needs a validation split"):
+        train([{"id": "a", "prompt": "q", "completion": "a"}], cfg, tmp_path / "x", render=render)
