@@ -31,12 +31,15 @@ def run(task: str, student: str, models: dict, sets: list[str], style: str, seed
                                 "run `dvc repro` for classify, paraphrase and mix first")
     own = own_samples(task, model, style, max_new_tokens, batch_size, seed)
     write_jsonl(DATA / "distance" / f"{task}-{student}.jsonl", own)
+    from sot.models import load
+
+    scorer = load(model)  # loaded once, scored against every set
     result = {"student": student, "model": model, "style": style, "sets": {}}
     for name in sets:
         records = load_set(set_path(task, name))
         if records:
-            result["sets"][name] = _summary(completion_nll(model, records, style, batch_size, max_length))
-    result["self"] = _summary(completion_nll(model, own, style, batch_size, max_length))
+            result["sets"][name] = _summary(completion_nll(scorer, records, style, batch_size, max_length))
+    result["self"] = _summary(completion_nll(scorer, own, style, batch_size, max_length))
     write_json(METRICS / "distance" / f"{task}-{student}.json", result)
     return {name: {"nll": v["nll"], "ppl": v["ppl"], "n_tokens": v["n_tokens"]}
             for name, v in {**result["sets"], "self": result["self"]}.items()}
