@@ -7,23 +7,7 @@ import random
 import pytest
 
 from sot.distance import completion_nll
-
-
-def render(question: str, style: str, tokenizer=None) -> str:
-    if style == "plain":
-        return f"{question}\nSolution:"
-    return tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
-                                         add_generation_prompt=True)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: several times faster than two on this shared 2-core machine."""
-    import torch
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from sot.prompts import render
 
 
 @pytest.fixture(scope="module")

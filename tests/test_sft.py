@@ -7,25 +7,8 @@ import warnings
 import pytest
 
 from sot.sft import SFTConfig, PAPER_PRESET, build_dataset, build_example, load_trained, plan_steps, train
+from sot.prompts import render
 from sot.sft.data import IGNORE, RightPadCollator, split_validation
-
-
-def render(question: str, style: str, tokenizer=None) -> str:
-    """The sot.prompts.render contract (plain: question + "\\nSolution:"; chat: template + generation prompt)."""
-    if style == "plain":
-        return f"{question}\nSolution:"
-    return tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
-                                         add_generation_prompt=True)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: several times faster than two on this shared 2-core machine."""
-    import torch
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
