@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sot.evaluate import evaluate
-from sot.io import read_json, write_json, write_jsonl
+from sot.io import read_json, read_jsonl, write_json, write_jsonl
 from sot.llm import get_backend
 from sot.stages import DATA, METRICS, run_name
 from sot.stages.common import backend_options, load_problems, model_ref
@@ -50,5 +50,4 @@ def load_rows(task: str, student: str, set_name: str) -> list[dict] | None:
     path = Path(DATA / "evaluate" / f"{run_name(task, student, set_name)}.jsonl")
     if not path.exists():
         return None
-    from sot.io import read_jsonl
     return read_jsonl(path, required=("id", "correct"))

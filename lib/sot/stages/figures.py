@@ -29,8 +29,9 @@ def skipped_runs(tasks, students, sets) -> list[str]:
         for student in students:
             for s in sets:
                 path = METRICS / "evaluate" / f"{run_name(task, student, s)}.json"
-                if path.exists() and read_json(path).get("skipped"):
-                    out.append(f"{run_name(task, student, s)}: {read_json(path)['reason']}")
+                summary = read_json(path) if path.exists() else {}
+                if summary.get("skipped"):
+                    out.append(f"{run_name(task, student, s)}: {summary['reason']}")
     return out
 
 
@@ -38,13 +39,13 @@ def accuracy_table(tasks, students, sets, n_boot: int = 2000, seed: int = 0) -> 
     rows = []
     for task in tasks:
         for student in students:
-            names = [s for s in ["base", *sets] if evaluated(task, student, s) is not None]
+            summaries = {s: evaluated(task, student, s) for s in ["base", *sets]}
+            names = [s for s, v in summaries.items() if v is not None]
             outputs = {s: load_rows(task, student, s) for s in names}
             comparisons = compare_to_reference({s: r for s, r in outputs.items() if r is not None},
                                                n_boot=n_boot, seed=seed) if "H" in names else {}
             for s in names:
-                summary = evaluated(task, student, s)
-                rows.append(accuracy_record(task, student, s, summary, comparisons.get(s)))
+                rows.append(accuracy_record(task, student, s, summaries[s], comparisons.get(s)))
     return pd.DataFrame(rows)
 
 
