@@ -34,9 +34,10 @@ def prompts(count: int) -> list[list[dict]]:
 
 
 def time_backend(backend, prompt_list, sampling, repeats: int) -> dict:
-    """Warm up once, then time `repeats` runs; tokens/s from the median run time."""
-    backend.generate(prompt_list[:1], type(sampling)(n=1, temperature=sampling.temperature, max_new_tokens=4),
-                     progress=False)
+    """Warm up with one full run of the same workload, then time `repeats` runs; tokens/s from the median run.
+    (With a 4-token warm-up, the H200 run's first row, batched k=1, took 137 ms per decode step, slower than
+    every row after it: warm-up cost, so the warm-up is now the whole workload.)"""
+    backend.generate(prompt_list, sampling, progress=False)
     seconds, tokens = [], None
     for _ in range(repeats):
         start = time.perf_counter()
@@ -72,16 +73,26 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--threads", type=int, default=None,
                     help="torch CPU threads (default: torch's choice); on a shared, busy CPU 1 avoids "
                          "oversubscription, which slowed 2-thread generation ~14x on the 2-core dev box")
-    ap.add_argument("--devices", default="auto", help="auto (cpu, plus cuda and vllm when present) or cpu")
+    ap.add_argument("--devices", default="auto", choices=["auto", "cpu", "cuda"],
+                    help="auto (cpu, plus cuda and vllm when present), cpu, or cuda (cuda and vllm only)")
+    ap.add_argument("--arch", default=None, help="instead of --model, a randomly initialised model of this real "
+                    "architecture (a key of sot.benchmark.ARCH_CONFIGS, e.g. qwen2.5-1.5b); speed only")
     ap.add_argument("--out", default=None, help="also write the rows as JSON here")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
 
+    use_cuda = args.devices in ("auto", "cuda") and torch.cuda.is_available()
+    if args.devices == "cuda" and not use_cuda:
+        raise SystemExit("--devices cuda: no CUDA GPU visible to torch")
+    if args.arch:
+        import tempfile
+        from sot.benchmark import random_model
+        args.model = str(random_model(args.arch, Path(tempfile.mkdtemp()) / args.arch,
+                                      device="cuda" if args.devices == "cuda" else "cpu"))
     prompt_list = prompts(args.prompts)
     ks = [int(k) for k in args.ks.split(",")]
-    use_cuda = args.devices == "auto" and torch.cuda.is_available()
-    devices = ["cpu"] + (["cuda"] if use_cuda else [])
+    devices = (["cpu"] if args.devices != "cuda" else []) + (["cuda"] if use_cuda else [])
     rows: list[dict] = []
     for device in devices:
         modes = [(f"batched (batch {args.batch_size})", args.batch_size), ("one at a time", 1)]
@@ -97,7 +108,7 @@ def main(argv=None) -> list[dict]:
             rows[-2]["speedup"] = round(rows[-2]["tokens_per_s"] / rows[-1]["tokens_per_s"], 2)
             rows[-2]["note"] = "speedup vs one at a time"
         del backends
-    chosen, why = auto_choice() if args.devices == "auto" else ("transformers", "--devices cpu")
+    chosen, why = auto_choice() if args.devices != "cpu" else ("transformers", "--devices cpu")
     vllm = None
     if chosen == "vllm":
         import gc

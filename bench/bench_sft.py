@@ -24,25 +24,10 @@ import tempfile
 import time
 from pathlib import Path
 
-PEAK_BF16_TFLOPS = [("H200", 989.0), ("H100 PCIe", 756.0), ("H100", 989.0), ("A100", 312.0)]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
+from sot.benchmark import ARCH_CONFIGS, random_model  # noqa: E402
 
-ARCH_CONFIGS = {   # shapes of the public configs; token ids follow the SmolLM2 tokenizer the rows use
-    "qwen2.5-1.5b": {
-        "model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"], "hidden_size": 1536,
-        "intermediate_size": 8960, "num_hidden_layers": 28, "num_attention_heads": 12, "num_key_value_heads": 2,
-        "vocab_size": 151936, "max_position_embeddings": 32768, "rope_theta": 1000000.0, "rms_norm_eps": 1e-6,
-        "hidden_act": "silu", "tie_word_embeddings": True, "use_sliding_window": False, "attention_dropout": 0.0,
-        "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 2},
-    "gemma-2-2b": {
-        "model_type": "gemma2", "architectures": ["Gemma2ForCausalLM"], "hidden_size": 2304,
-        "intermediate_size": 9216, "num_hidden_layers": 26, "num_attention_heads": 8, "num_key_value_heads": 4,
-        "head_dim": 256, "vocab_size": 256000, "max_position_embeddings": 8192, "rope_theta": 10000.0,
-        "rms_norm_eps": 1e-6, "hidden_activation": "gelu_pytorch_tanh", "query_pre_attn_scalar": 256,
-        "sliding_window": 4096, "final_logit_softcapping": 30.0, "attn_logit_softcapping": 50.0,
-        "tie_word_embeddings": True, "attention_bias": False, "attention_dropout": 0.0,
-        "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 2},
-}
-
+PEAK_BF16_TFLOPS = [("H200", 989.0), ("H100 PCIe", 756.0), ("H100", 989.0), ("A100", 312.0)]   # dense, no sparsity
 
 def default_rows(steps: int, warmup: int) -> list[dict]:
     rows = [{"device": "cpu", "backend": "trl", "method": m, "arch": "smollm2-135m", "seq": 128, "batch": 4,
@@ -51,7 +36,7 @@ def default_rows(steps: int, warmup: int) -> list[dict]:
         for method in ("lora", "full"):
             for backend in ("unsloth", "trl"):
                 rows.append({"device": "cuda", "backend": backend, "method": method, "arch": arch, "seq": 1024,
-                             "batch": 8, "steps": steps, "warmup": warmup})
+                             "batch": 8, "steps": steps, "warmup": warmup, "gc": method == "lora"})
     return rows
 
 
@@ -65,20 +50,7 @@ def _model_folder(arch: str, work: Path) -> str:
 
     if arch == "smollm2-135m":
         return resolve(OFFLINE_DEFAULT)
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
-    spec = dict(ARCH_CONFIGS[arch])
-    config = AutoConfig.for_model(spec.pop("model_type"), **spec)
-    torch.manual_seed(0)
-    with torch.device("cuda"):
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
-    folder = work / arch
-    model.save_pretrained(folder)
-    AutoTokenizer.from_pretrained(resolve(OFFLINE_DEFAULT)).save_pretrained(folder)
-    del model
-    torch.cuda.empty_cache()
-    return str(folder)
+    return str(random_model(arch, work / arch, device="cuda"))
 
 
 def _synthetic_set(n: int, seq: int, vocab: int, seed: int = 0):
@@ -141,7 +113,7 @@ def run_row(row: dict) -> dict:
         tset = _synthetic_set(row["batch"] * total_steps, row["seq"], min(len(tok), 49152))
         cfg = SFTConfig(model=model_path, method=row["method"], lr=1e-5, budget="steps", budget_value=total_steps,
                         per_device_batch_size=row["batch"], max_length=row["seq"], logging_steps=1000,
-                        gradient_checkpointing=cuda, backend=row["backend"])
+                        gradient_checkpointing=row.get("gc", False), backend=row["backend"])
         plan = plan_steps(tset.token_counts, cfg)
         bf16 = resolve_bf16(cfg)
         timer = StepTimer()
@@ -188,11 +160,12 @@ def _cannot_run(row: dict, cuda: bool) -> str | None:
 
 
 def markdown(rows: list[dict]) -> str:
-    head = "| device | backend | method | model | seq x batch | tokens/s | step s (median) | peak GB | MFU | note |"
-    lines = [head, "|" + "---|" * 10]
+    head = ("| device | backend | method | model | seq x batch | grad. ckpt | tokens/s | step s (median) | peak GB "
+            "| MFU | note |")
+    lines = [head, "|" + "---|" * 11]
     for r in rows:
         mfu = f"{100 * r['mfu']:.1f}%" if r.get("mfu") is not None else ""
-        lines.append(f"| {r['device']} | {r['backend']} | {r['method']} | {r['arch']} | {r['seq']} x {r['batch']} | "
+        lines.append(f"| {r['device']} | {r['backend']} | {r['method']} | {r['arch']} | {r['seq']} x {r['batch']} | {'yes' if r.get('gc') else 'no'} | "
                      f"{r.get('tokens_per_s', '')} | {r.get('step_s_median', '')} | {r.get('peak_memory_gb') or ''} "
                      f"| {mfu} | {r.get('note', '')} |")
     return "\n".join(lines)
@@ -204,6 +177,8 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--steps", type=int, default=4, help="measured steps per row (after warm-up)")
     parser.add_argument("--warmup", type=int, default=2, help="warm-up steps per row, not measured")
     parser.add_argument("--timeout", type=float, default=900, help="seconds per row")
+    parser.add_argument("--archs", help="comma-separated architectures of the cuda rows (default: all of ARCH_CONFIGS)")
+    parser.add_argument("--methods", default="lora,full", help="comma-separated: lora, full")
     parser.add_argument("--threads", type=int, help="torch CPU threads in each row (default: torch's choice)")
     parser.add_argument("--out", help="also write the rows as JSON here")
     parser.add_argument("--row", help=argparse.SUPPRESS)   # internal: run one row in this process
@@ -217,15 +192,19 @@ def main(argv=None) -> list[dict]:
     for row in default_rows(args.steps, args.warmup):
         if args.only and row["device"] != args.only:
             continue
+        if row["method"] not in args.methods.split(","):
+            continue
+        if args.archs and row["device"] == "cuda" and row["arch"] not in args.archs.split(","):
+            continue
         if args.threads and row["device"] == "cpu":
             row["threads"] = args.threads
         reason = _cannot_run(row, cuda)
         rows.append({**row, "note": reason} if reason else _spawn(row, args.timeout))
         print(f"[bench_sft] {row['device']} {row['backend']} {row['method']} {row['arch']}: "
               f"{rows[-1].get('tokens_per_s', '-')} tokens/s {rows[-1].get('note', '')}", file=sys.stderr, flush=True)
+        if args.out:   # after every row, so rows measured before a kill are kept
+            Path(args.out).write_text(json.dumps(rows, indent=2))
     print(markdown(rows))
-    if args.out:
-        Path(args.out).write_text(json.dumps(rows, indent=2))
     return rows
 
 

@@ -89,3 +89,32 @@ def test_paper_preset_names_only_existing_parameters():
 def test_preset_with_unknown_key_fails():
     with pytest.raises(KeyError, match="sft.nope"):
         presets.check({"sft.nope": 1}, PARAMS, "p.yaml")
+
+
+def test_set_colab_repo_rewrites_badges_and_install_cells(tmp_path):
+    import shutil
+    books = tmp_path / "notebooks"
+    books.mkdir()
+    for p in NOTEBOOKS[:2]:
+        shutil.copy(p, books / p.name)
+    readme = tmp_path / "README.md"
+    readme.write_text("[![Open In Colab](x)](https://colab.research.google.com/github/OWNER/shape-of-thought/blob/"
+                      "main/notebooks/01_prepare.ipynb)\n")
+    changed = nb.set_colab_repo("alice/sot-repro", branch="dev", notebooks=books, readme=readme)
+    assert len(changed) == 3
+    text = (books / NOTEBOOKS[0].name).read_text()
+    assert "colab.research.google.com/github/alice/sot-repro/blob/dev/notebooks/" in text
+    assert 'REPO = \\"https://github.com/alice/sot-repro\\"' in text and "OWNER" not in text
+    assert "github/alice/sot-repro/blob/dev/notebooks/01_prepare" in readme.read_text()
+    assert nb.set_colab_repo("alice/sot-repro", branch="dev", notebooks=books, readme=readme) == []  # idempotent
+    with pytest.raises(ValueError, match="owner/name"):
+        nb.set_colab_repo("not a repo", notebooks=books, readme=readme)
+
+
+def test_every_notebook_has_a_colab_badge_and_a_colab_only_install_cell():
+    for path in NOTEBOOKS:
+        book = nbformat.read(path, as_version=4)
+        assert nb.COLAB_BADGE.search(book.cells[0].source), path.name
+        install = [c for c in book.cells if c.cell_type == "code" and "google.colab" in c.source]
+        assert len(install) == 1 and 'if "google.colab" in sys.modules:' in install[0].source, path.name
+        assert nb.COLAB_REPO.search(install[0].source), path.name

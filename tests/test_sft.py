@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import warnings
+import sys
 
 import pytest
 
@@ -199,3 +200,15 @@ def test_best_val_without_validation_is_an_error(tiny_model, tmp_path):
     cfg = SFTConfig(model=tiny_model, budget="steps", budget_value=1, checkpoint="best_val")
     with pytest.raises(ValueError, match="needs a validation split"):
         train([{"id": "a", "prompt": "q", "completion": "a"}], cfg, tmp_path / "x", render=render)
+
+
+def test_trl_backend_refuses_a_process_where_unsloth_was_imported(monkeypatch):
+    import types
+
+    from sot.sft import choose_backend
+    assert choose_backend("trl") == ("trl", "requested")
+    monkeypatch.setitem(sys.modules, "unsloth", types.ModuleType("unsloth"))
+    with pytest.raises(RuntimeError, match="unsloth was already imported.*fresh process"):
+        choose_backend("trl")
+    with pytest.raises(RuntimeError, match="unsloth was already imported"):
+        choose_backend("auto")   # no CUDA here: auto picks trl, which is refused the same way

@@ -12,6 +12,46 @@ from typing import Callable
 
 RESULTS = Path(__file__).resolve().parents[2] / "bench" / "RESULTS.md"
 
+ARCH_CONFIGS = {   # shapes of the public configs; token ids follow the SmolLM2 tokenizer the rows use
+    "qwen2.5-1.5b": {
+        "model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"], "hidden_size": 1536,
+        "intermediate_size": 8960, "num_hidden_layers": 28, "num_attention_heads": 12, "num_key_value_heads": 2,
+        "vocab_size": 151936, "max_position_embeddings": 32768, "rope_theta": 1000000.0, "rms_norm_eps": 1e-6,
+        "hidden_act": "silu", "tie_word_embeddings": True, "use_sliding_window": False, "attention_dropout": 0.0,
+        "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 2},
+    "gemma-2-2b": {
+        "model_type": "gemma2", "architectures": ["Gemma2ForCausalLM"], "hidden_size": 2304,
+        "intermediate_size": 9216, "num_hidden_layers": 26, "num_attention_heads": 8, "num_key_value_heads": 4,
+        "head_dim": 256, "vocab_size": 256000, "max_position_embeddings": 8192, "rope_theta": 10000.0,
+        "rms_norm_eps": 1e-6, "hidden_activation": "gelu_pytorch_tanh", "query_pre_attn_scalar": 256,
+        "sliding_window": 4096, "final_logit_softcapping": 30.0, "attn_logit_softcapping": 50.0,
+        "tie_word_embeddings": True, "attention_bias": False, "attention_dropout": 0.0,
+        "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 2},
+}
+
+
+def random_model(arch: str, folder: Path, device: str = "cpu", seed: int = 0) -> Path:
+    """Save a randomly initialised bf16 model of a real architecture (a key of ARCH_CONFIGS) with the offline
+    SmolLM2 tokenizer to `folder`. For speed measurements only: speed does not depend on the weights."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from sot.models import OFFLINE_DEFAULT, resolve
+
+    if arch not in ARCH_CONFIGS:
+        raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(ARCH_CONFIGS)}")
+    spec = dict(ARCH_CONFIGS[arch])
+    config = AutoConfig.for_model(spec.pop("model_type"), **spec)
+    torch.manual_seed(seed)
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(resolve(OFFLINE_DEFAULT)).save_pretrained(folder)
+    del model
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+    return Path(folder)
+
 
 def timed(fn: Callable[[], object], repeats: int = 3, warmup: int = 1) -> dict:
     """Run fn warmup times untimed, then `repeats` times; median and all wall times in seconds."""

@@ -3,6 +3,7 @@
     python -m sot.nb strip                       # notebooks/*.ipynb -> build/notebooks/*.ipynb (no outputs)
     python -m sot.nb run 08_sft -p task gsm8k -p set G -p student smollm2-135m
     python -m sot.nb sync                        # rewrite each notebook's parameters cell from params.yaml
+    python -m sot.nb colab you/shape-of-thought  # point the Colab badges and install cells at your fork
 
 Every name in a notebook's `parameters` cell is looked up in params.yaml: first in the stage's section
 (the notebook name without its number: `08_sft` -> `sft`), then at the top level; a matrix item
@@ -19,6 +20,7 @@ import ast
 import json
 import os
 import random
+import re
 import sys
 import time
 from pathlib import Path
@@ -193,6 +195,37 @@ def banner(seed: int | None = None) -> None:
         print(f"seed {seed}")
 
 
+COLAB_BADGE = re.compile(r"colab\.research\.google\.com/github/[^/\s)]+/[^/\s)]+/blob/[^/\s)]+/")
+COLAB_REPO = re.compile(r'REPO = "[^"]*"')
+
+
+def set_colab_repo(repo: str, branch: str = "main", notebooks: Path = NOTEBOOKS,
+                   readme: Path | None = Path("README.md")) -> list[Path]:
+    """Point every Colab badge (notebooks and README) and install cell at github.com/<repo> (`owner/name`).
+    Idempotent; returns the files it changed. Run once after publishing the repository, then commit."""
+    if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo):
+        raise ValueError(f"repo must look like owner/name (github.com/owner/name), got {repo!r}")
+    badge = f"colab.research.google.com/github/{repo}/blob/{branch}/"
+    changed = []
+    for path in sorted(notebooks.glob("*.ipynb")):
+        book = json.loads(path.read_text(encoding="utf-8"))
+        for cell in book["cells"]:
+            text = "".join(cell["source"])
+            new = COLAB_REPO.sub(f'REPO = "https://github.com/{repo}"', COLAB_BADGE.sub(badge, text))
+            if new != text:
+                cell["source"] = new
+        dumped = json.dumps(book, indent=1, ensure_ascii=False) + "\n"
+        if dumped != path.read_text(encoding="utf-8"):
+            path.write_text(dumped, encoding="utf-8")
+            changed.append(path)
+    if readme and readme.exists():
+        text = readme.read_text(encoding="utf-8")
+        if COLAB_BADGE.sub(badge, text) != text:
+            readme.write_text(COLAB_BADGE.sub(badge, text), encoding="utf-8")
+            changed.append(readme)
+    return changed
+
+
 def _parse_overrides(pairs: list[list[str]]) -> dict:
     return {k: yaml.safe_load(v) for k, v in pairs or []}
 
@@ -207,12 +240,18 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("-p", nargs=2, action="append", metavar=("NAME", "VALUE"))
     r.add_argument("-o", "--output")
     sub.add_parser("sync")
+    c = sub.add_parser("colab", help="point the Colab badges and install cells at github.com/OWNER/NAME")
+    c.add_argument("repo", help="owner/name")
+    c.add_argument("--branch", default="main")
     a = ap.parse_args(argv)
     if a.cmd == "strip":
         for p in strip_all():
             print(p)
     elif a.cmd == "run":
         run(a.name, _parse_overrides(a.p), a.output)
+    elif a.cmd == "colab":
+        for p in set_colab_repo(a.repo, a.branch):
+            print(p)
     else:
         sync()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 from sot.sft.config import PAPER_PRESET, SFTConfig, plan_steps, resolve_bf16, resolve_model_dtype
@@ -23,12 +24,23 @@ SUMMARY_FILE = "train_summary.json"
 HISTORY_FILE = "training_log.json"
 
 
+def _trl_in_clean_process(choice: tuple[str, str]) -> tuple[str, str]:
+    """The TRL backend refuses a process where unsloth was imported: unsloth patches TRL's SFTTrainer for the
+    whole process, and on an H200 a LoRA run through the patched trainer trained every weight and saved no
+    adapter. Each sft stage is its own process, so the pipeline never mixes them."""
+    if "unsloth" in sys.modules:
+        raise RuntimeError("sft backend 'trl' in a process where unsloth was already imported: unsloth patches TRL "
+                           "for the whole process (a LoRA run would train every weight). Run TRL in a fresh process "
+                           "(each `dvc repro` sft stage is one), or use backend 'unsloth' here.")
+    return choice
+
+
 def choose_backend(requested: str, world_size: int = 1) -> tuple[str, str]:
     """(backend, reason). Imports unsloth when it may be used, so it patches TRL before TRL is imported."""
     import torch
 
     if requested == "trl":
-        return "trl", "requested"
+        return _trl_in_clean_process(("trl", "requested"))
     cuda = torch.cuda.is_available()
     if requested == "unsloth":
         if not cuda:
@@ -36,13 +48,13 @@ def choose_backend(requested: str, world_size: int = 1) -> tuple[str, str]:
         import unsloth  # noqa: F401  (an ImportError here says what is missing)
         return "unsloth", "requested"
     if not cuda:
-        return "trl", "no CUDA device"
+        return _trl_in_clean_process(("trl", "no CUDA device"))
     if world_size > 1:
-        return "trl", f"{world_size} processes (Unsloth is used single-GPU only here)"
+        return _trl_in_clean_process(("trl", f"{world_size} processes (Unsloth is used single-GPU only here)"))
     try:
         import unsloth  # noqa: F401
     except Exception as error:  # unsloth raises more than ImportError when its GPU stack is incomplete
-        return "trl", f"unsloth not importable ({type(error).__name__}: {str(error)[:120]})"
+        return _trl_in_clean_process(("trl", f"unsloth not importable ({type(error).__name__}: {str(error)[:120]})"))
     return "unsloth", "CUDA present and unsloth importable"
 
 
