@@ -20,12 +20,26 @@ def config(models: dict, student: str, style: str, seed: int, options: dict) -> 
 SKIPPED = "SKIPPED.json"  # written instead of a model when the training set is empty
 
 
+def why_empty(task: str, set_name: str) -> str:
+    """What usually empties a set, and what to do about it."""
+    if set_name == "G":
+        return (f"The teacher answered no training problem correctly (metrics/classify/{task}.json); raise "
+                "generate.k or use a stronger teacher, or drop G from sets.")
+    if set_name == "W":
+        return (f"No teacher sample had a parsed, wrong final answer (metrics/classify/{task}.json); with "
+                "classify.w_policy 'parsed' unparseable samples are not W. Use w_policy 'any', or drop W from sets.")
+    if set_name == "P":
+        return f"Every paraphrase was dropped (metrics/paraphrase/{task}.json); check paraphrase.prompt and the model."
+    if set_name.startswith("F"):
+        return f"The base set of the mixtures (corrupt.base) is empty for {task}; choose another base or drop F sets."
+    return "Check the stage that writes this set."
+
+
 def run(task: str, student: str, set_name: str, models: dict, style: str, seed: int, options: dict) -> dict:
     records = load_set(set_path(task, set_name))
     name = run_name(task, student, set_name)
     if not records:  # a weak teacher can leave a task without any correct (G) trace: say so, train nothing
-        reason = (f"{set_path(task, set_name)} is empty (0 records): nothing to fine-tune on. A weak teacher can "
-                  "leave a task without correct (G) traces; raise generate.k, use a stronger teacher, or drop the set")
+        reason = f"{set_path(task, set_name)} is empty (0 records): nothing to fine-tune on. {why_empty(task, set_name)}"
         print(f"WARNING: {reason}")
         report = {"task": task, "student": student, "set": set_name, "skipped": True, "reason": reason,
                   "n_records": 0}
