@@ -117,6 +117,11 @@ def _save(fig: Figure, out_stem, title: str, caption: str) -> list[Path]:
     return paths
 
 
+def _accuracy_top(strict_hi) -> float:
+    """Upper y limit (%) for accuracy axes: room above the highest interval, at least 5 % so all-zero panels read."""
+    return min(100, 100 * float(np.nanmax(np.asarray(strict_hi, float), initial=0)) * 1.15 + 5)
+
+
 def _n_text(ns) -> str:
     ns = sorted({int(n) for n in ns})
     return f"n = {ns[0]}" if len(ns) == 1 else f"n = {ns[0]}-{ns[-1]}"
@@ -149,7 +154,7 @@ def plot_accuracy_by_set(accuracy, out_stem, reference: str = "H", level: float 
                 if len(base):
                     ax.axhline(100 * float(base.strict.iloc[0]), ls="--", color="black", lw=1)
                 ax.set_xticks(x, [f"{s}\n(ref)" if s == reference else s for s in bars.index])
-                ax.set_ylim(0, min(100, 100 * float(sub.strict_hi.max()) * 1.15 + 5))
+                ax.set_ylim(0, _accuracy_top(sub.strict_hi))
                 ax.set_title(f"{task} · {student} ({_n_text(sub.n)})", fontsize="medium")
                 ax.set_xlabel("training set")
                 ax.set_ylabel("strict accuracy (%)")
@@ -198,6 +203,7 @@ def plot_tolerance(accuracy, out_stem, f0_set: str = "G", level: float = 0.95) -
                                label=f"{student}: base student")
             ax.set_xticks([0, 25, 50, 75, 100])
             ax.set_xlim(-5, 105)
+            ax.set_ylim(-2, _accuracy_top(df[df.task == task].strict_hi))
             ax.set_title(f"{task} ({_n_text(df[df.task == task].n)} test problems)", fontsize="medium")
             ax.set_xlabel("flawed traces in the training set (%)")
             ax.set_ylabel("strict accuracy (%)")
@@ -264,6 +270,7 @@ def plot_distance_vs_accuracy(distance, accuracy, out_stem, self_nll: dict | Non
             if self_nll and task in self_nll:
                 ax.axvline(self_nll[task], ls="--", color="grey", lw=1, label="student's own samples")
                 ax.legend(fontsize="x-small", loc="best")
+            ax.set_ylim(-2, _accuracy_top(sub.strict_hi))
             ax.set_title(f"{task} ({_n_text(sub.n)} test problems)", fontsize="medium")
             ax.set_xlabel("mean NLL per token under the base student (nats)")
             ax.set_ylabel("strict accuracy after fine-tuning (%)")
