@@ -27,16 +27,18 @@ DEFAULT_MBPP = Path(os.environ.get("SOT_DATA_DIR", ROOT.parent / "shared" / "dat
 
 
 def reference_programs(path: Path) -> list[tuple[int, str]]:
-    """(task_id, program) for every MBPP record: test_setup_code + code + the test_list asserts."""
+    """(task_id, program) for every MBPP record, built exactly as the grader builds it (sot.tasks.mbpp:
+    the code, then test_setup_code, then the test_list asserts)."""
+    from sot.tasks.mbpp import build_program
+
     programs = []
     with open(path, encoding="utf-8") as f:
         for line_no, line in enumerate(f, 1):
             try:
                 record = json.loads(line)
-                parts = [record["test_setup_code"], record["code"], *record["test_list"]]
+                programs.append((record["task_id"], build_program(record, record["code"].replace("\r\n", "\n"))))
             except (json.JSONDecodeError, KeyError) as err:
                 raise ValueError(f"{path}:{line_no}: not an MBPP record ({err})") from err
-            programs.append((record["task_id"], "\n".join(p.replace("\r\n", "\n") for p in parts) + "\n"))
     return programs
 
 

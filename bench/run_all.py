@@ -22,6 +22,7 @@ BENCHES = [  # (script, title, argv)
 def load(script: str):
     spec = importlib.util.spec_from_file_location(script[:-3], HERE / script)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module   # so worker processes can pickle the module's functions
     spec.loader.exec_module(module)
     return module
 
