@@ -287,3 +287,57 @@ def test_openai_gives_up_after_max_retries_and_needs_a_key_for_remote_urls(fake_
     with pytest.raises(RuntimeError, match="MY_KEY"):
         get_backend("openai", "m", base_url="https://api.example.com/v1", api_key_env="MY_KEY")
     assert isinstance(Sample("a", 1, "stop"), Sample)
+
+
+def test_vllm_backend_builds_requests_like_the_transformers_backend(tiny_model, monkeypatch, tmp_path):
+    """Our side of the vLLM backend on the CPU, with a stand-in `vllm` module that records what it is asked:
+    token ids equal the transformers backend's encoding, one seeded request per prompt, greedy replicated,
+    stop strings cut with finish_reason 'stop', LoRA through LoRARequest. (The real engine: tests/test_llm_gpu.py.)"""
+    import sys
+    import types
+    from types import SimpleNamespace as NS
+
+    import torch
+    from transformers import AutoTokenizer
+
+    from sot.llm.base import encode, prompt_seed, render
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    calls = {}
+
+    class LLM:
+        def __init__(self, **kwargs):
+            calls["init"] = kwargs
+
+        def get_tokenizer(self):
+            return tok
+
+        def generate(self, requests, params, use_tqdm=True, lora_request=None):
+            calls.update(requests=requests, params=params, lora=lora_request)
+            return [NS(outputs=[NS(index=i, text=f"step {i} ### tail", token_ids=[5] * (7 + i),
+                                   finish_reason="length") for i in reversed(range(p.n))]) for p in params]
+
+    vllm = types.ModuleType("vllm")
+    vllm.LLM, vllm.SamplingParams = LLM, lambda **kw: NS(**kw)
+    lora = types.ModuleType("vllm.lora.request")
+    lora.LoRARequest = lambda name, i, path: ("lora", name, i, path)
+    for name, module in {"vllm": vllm, "vllm.lora": types.ModuleType("vllm.lora"), "vllm.lora.request": lora}.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+
+    (tmp_path / "adapter_config.json").write_text("{}")      # only its digest is taken here
+    backend = get_backend("vllm", tiny_model, adapter=str(tmp_path), max_model_len=512)
+    assert calls["init"]["enable_lora"] and calls["init"]["max_model_len"] == 512 and calls["init"]["seed"] == 0
+    prompts = ["Q: 2+2?\nA:", [{"role": "user", "content": "hi"}]]
+    out = backend.generate(prompts, Sampling(n=3, temperature=0.7, max_new_tokens=16, seed=9), progress=False)
+    texts = [render(tok, p) for p in prompts]
+    assert [r["prompt_token_ids"] for r in calls["requests"]] == [encode(tok, t) for t in texts]
+    assert [p.seed for p in calls["params"]] == [prompt_seed(9, t, 0) for t in texts]
+    assert all(p.n == 3 and p.max_tokens == 16 and p.temperature == 0.7 for p in calls["params"])
+    assert calls["lora"] == ("lora", "adapter", 1, str(tmp_path))
+    assert [s.n_tokens for s in out[0]] == [7, 8, 9] and {s.finish_reason for s in out[0]} == {"length"}
+
+    greedy = backend.generate(prompts[:1], Sampling(n=4, max_new_tokens=8, stop=("###",)), progress=False)
+    assert calls["params"][0].n == 1 and calls["params"][0].seed is None and calls["params"][0].stop == ["###"]
+    assert len(greedy[0]) == 4 and len({s.text for s in greedy[0]}) == 1
+    assert greedy[0][0].text == "step 0 " and greedy[0][0].finish_reason == "stop"

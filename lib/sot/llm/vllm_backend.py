@@ -30,8 +30,8 @@ class VLLMBackend(Backend):
         try:
             from vllm import LLM
         except ImportError as e:
-            raise ImportError(f"backend 'vllm' needs the vllm package ({e}); install the GPU extra "
-                              "(`pip install -e .[gpu]`) or use backend 'transformers'") from e
+            raise ImportError(f"backend 'vllm' needs the vllm package ({e}); install the GPU set (`make setup-gpu`: "
+                              "pip install -e .[gpu] -c constraints/gpu.txt) or use backend 'transformers'") from e
         self.model_ref, self.adapter, self.dtype, self.ignore_eos = model, adapter, dtype, ignore_eos
         self.adapter_sha256 = adapter_digest(adapter)
         self.model_path = models.resolve(model)
