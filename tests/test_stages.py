@@ -59,3 +59,36 @@ def test_sft_stage_skips_an_empty_set_and_says_why(tmp_path, monkeypatch, set_na
     saved = json.loads((tmp_path / "metrics" / "sft" / f"gsm8k-tiny-{set_name}.json").read_text())
     assert saved == report
     assert (tmp_path / "data" / "sft" / f"gsm8k-tiny-{set_name}" / sft.SKIPPED).exists()
+
+
+def test_sft_stage_with_two_processes_runs_under_torchrun(tmp_path, monkeypatch, tiny_model):
+    """`sft.num_processes: 2`: the stage launches itself with torchrun (here 2 CPU processes, gloo),
+    both ranks train on their share of each batch, rank 0 writes the model and the metrics."""
+    import yaml
+
+    from sot.io import read_json
+    from sot.stages import sft
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(tmp_path)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["models"]["tiny"] = tiny_model
+    params["style"] = "plain"
+    params["sft"].update(budget_value=3, batch_size=1, grad_accum=1, max_length=64, num_processes=2)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    (tmp_path / "notebooks").mkdir()
+    shutil.copy(root / "notebooks" / "08_sft.ipynb", tmp_path / "notebooks")
+    sets = tmp_path / "data" / "sets" / "gsm8k"
+    sets.mkdir(parents=True)
+    records = [{"id": f"p{i}", "task": "gsm8k", "category": "H", "prompt": f"What is {i} + {i}?",
+                "completion": f" {i} + {i} = {2 * i}. The answer is {2 * i}."} for i in range(8)]
+    (sets / "H.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+    options = {k: v for k, v in params["sft"].items()}
+    report = sft.run("gsm8k", "tiny", "H", models=params["models"], style="plain", seed=0, options=options)
+    saved = read_json(tmp_path / "metrics" / "sft" / "gsm8k-tiny-H.json")
+    assert report["world_size"] == saved["world_size"] == 2 and saved["backend"] == "trl"
+    assert saved["steps"] == 3 and saved["plan"]["examples_per_step"] == 2      # 1 per process x 2 processes
+    assert (tmp_path / "data" / "sft" / "gsm8k-tiny-H" / "adapter_config.json").exists()
+    loss = (tmp_path / "metrics" / "sft" / "loss" / "gsm8k-tiny-H.csv").read_text().splitlines()
+    assert loss[0].startswith("step,") and len(loss) == 1 + 3

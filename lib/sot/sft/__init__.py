@@ -95,7 +95,9 @@ def train(records: list[dict], cfg: SFTConfig, out_dir, val_records: list[dict] 
     check_records(records, "train records")
     check_records(val_records or [], "validation records")
     out_dir = Path(out_dir)
-    state = PartialState()
+    import torch
+    # Without CUDA, processes under torchrun only form a (gloo) group when told they are CPU processes.
+    state = PartialState(cpu=not torch.cuda.is_available())
     backend, reason = choose_backend(cfg.backend, state.num_processes)
     if state.is_main_process:
         print(f"[sot.sft] backend={backend} ({reason})", flush=True)

@@ -1,4 +1,4 @@
-"""TRL SFTTrainer (+ PEFT LoRA) on pre-tokenised examples: CPU, one GPU, or several under `accelerate launch`.
+"""TRL SFTTrainer (+ PEFT LoRA) on pre-tokenised examples: CPU, one GPU, or several processes under torchrun.
 
 The dataset handed to TRL already holds `input_ids` and `labels` (our exact completion-only mask), so TRL skips
 its own tokenisation and leaves the labels as they are; our right-padding collator pads the batches. The
@@ -60,6 +60,7 @@ def build_trainer(model, tokenizer, train_set: TokenizedSet, val_set: TokenizedS
         per_device_train_batch_size=cfg.per_device_batch_size, per_device_eval_batch_size=cfg.per_device_batch_size,
         learning_rate=cfg.lr, warmup_steps=cfg.warmup_ratio, weight_decay=cfg.weight_decay, optim=cfg.optimizer,
         lr_scheduler_type=cfg.lr_scheduler, bf16=bf16, fp16=False, seed=cfg.seed, data_seed=cfg.seed,
+        use_cpu=not torch.cuda.is_available(), ddp_find_unused_parameters=False,
         logging_steps=cfg.logging_steps, logging_first_step=True, report_to="none",
         gradient_checkpointing=gradient_checkpointing, max_length=cfg.max_length, packing=False,
         eval_strategy="steps" if has_val else "no", eval_steps=eval_steps if has_val else None,

@@ -1,14 +1,26 @@
-"""Stage sft: fine-tune one student on one training set (one DVC matrix item)."""
+"""Stage sft: fine-tune one student on one training set (one DVC matrix item).
+
+With `sft.num_processes` > 1 the notebook's process does not train: it launches this module with torchrun on
+that many processes (one per GPU; TRL with DDP), each of which runs `run` with the same parameters from
+params.yaml, and reads back what rank 0 wrote. By hand, the same:
+
+    SOT_SFT_LAUNCHED=1 torchrun --standalone --nproc_per_node 4 -m sot.stages.sft --task gsm8k --student llama-3.1-8b --set G
+"""
 from __future__ import annotations
 
+import argparse
 import csv
+import os
+import subprocess
+import sys
 
-from sot.io import atomic_path, write_json
+from sot.io import atomic_path, read_json, write_json
 from sot.sft import train
 from sot.sft.config import SFTConfig
 from sot.stages import DATA, METRICS, run_name, set_path
 from sot.stages.common import load_set, model_ref
 
+LAUNCHED = "SOT_SFT_LAUNCHED"   # set in the processes `launch` starts, so they train instead of launching again
 RENAMED = {"batch_size": "per_device_batch_size"}  # params.yaml name -> SFTConfig field
 
 
@@ -47,13 +59,53 @@ def run(task: str, student: str, set_name: str, models: dict, style: str, seed: 
         write_loss_csv([], METRICS / "sft" / "loss" / f"{name}.csv")
         write_json(METRICS / "sft" / f"{name}.json", report)
         return report
-    result = train(records, config(models, student, style, seed, options), DATA / "sft" / name)
-    history = result.pop("history")
-    write_loss_csv(history, METRICS / "sft" / "loss" / f"{name}.csv")
-    result.update(task=task, student=student, set=set_name, n_records=len(records))
-    write_json(METRICS / "sft" / f"{name}.json", result)
-    keys = ("backend", "steps", "tokens", "train_seconds", "tokens_per_s", "final_loss", "checkpoint")
+    options = dict(options)
+    processes = int(options.pop("num_processes", 1) or 1)
+    if processes > 1 and os.environ.get(LAUNCHED) and int(os.environ.get("WORLD_SIZE", "1")) != processes:
+        raise RuntimeError(f"sft: launched for {processes} processes but WORLD_SIZE is "
+                           f"{os.environ.get('WORLD_SIZE', 'unset')}; the launcher did not distribute the run")
+    if processes > 1 and not os.environ.get(LAUNCHED):   # not yet inside the distributed launch: start it
+        launch(task, student, set_name, processes)
+        result = read_json(METRICS / "sft" / f"{name}.json")
+    else:
+        result = train(records, config(models, student, style, seed, options), DATA / "sft" / name)
+        if int(os.environ.get("RANK", "0")) != 0:
+            return {}
+        history = result.pop("history")
+        write_loss_csv(history, METRICS / "sft" / "loss" / f"{name}.csv")
+        result.update(task=task, student=student, set=set_name, n_records=len(records))
+        write_json(METRICS / "sft" / f"{name}.json", result)
+    keys = ("backend", "steps", "tokens", "train_seconds", "tokens_per_s", "final_loss", "checkpoint", "world_size")
     return {k: result.get(k) for k in keys}
+
+
+def launch(task: str, student: str, set_name: str, processes: int) -> None:
+    """Run this stage item on `processes` processes with torchrun (what `accelerate launch --multi_gpu` runs):
+    one per GPU with NCCL, or, on a machine without CUDA, CPU processes with gloo (how the tests exercise it)."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes),
+           "-m", "sot.stages.sft", "--task", task, "--student", student, "--set", set_name]
+    print(f"[sot.stages.sft] launching {processes} processes: {' '.join(cmd[2:])}", flush=True)
+    done = subprocess.run(cmd, env={**os.environ, LAUNCHED: "1"})
+    if done.returncode:
+        raise RuntimeError(f"sft {run_name(task, student, set_name)}: the {processes}-process launch exited with "
+                           f"{done.returncode}; its output is above")
+
+
+def main(argv=None) -> None:
+    """Entry point of the launched processes: the same parameters as the notebook, from params.yaml."""
+    from sot.nb import load_params, resolve_parameters
+
+    ap = argparse.ArgumentParser(prog="python -m sot.stages.sft", description=__doc__.split("\n")[0])
+    ap.add_argument("--task", required=True)
+    ap.add_argument("--student", required=True)
+    ap.add_argument("--set", required=True)
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--notebook", default="notebooks/08_sft.ipynb")
+    a = ap.parse_args(argv)
+    values = resolve_parameters(a.notebook, load_params(a.params), {"task": a.task, "student": a.student, "set": a.set})
+    fixed = {k: values.pop(k) for k in ("task", "student", "set", "models", "style", "seed")}
+    run(fixed["task"], fixed["student"], fixed["set"], fixed["models"], fixed["style"], fixed["seed"], options=values)
+
 
 
 def write_loss_csv(history: list[dict], path) -> None:
@@ -63,3 +115,7 @@ def write_loss_csv(history: list[dict], path) -> None:
         w.writeheader()
         for h in history:
             w.writerow({**h, "tokens": h.get("tokens_seen", h.get("tokens"))})
+
+
+if __name__ == "__main__":
+    main()
