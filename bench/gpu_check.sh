@@ -5,7 +5,7 @@
 # cost the others. On the H200 (2026-11-29) the benchmark steps took 111 s and 215 s; the tests need more than
 # the 150 s they had there (each Unsloth/TRL pair now trains in two fresh processes).
 #
-#   bash bench/gpu_check.sh OUTDIR          # on a CUDA machine with `pip install -e .[gpu]` done
+#   bash bench/gpu_check.sh OUTDIR          # on a CUDA machine after `make setup-gpu` (PY=.venv/bin/python)
 #
 # Without network (the lent device machine), packages that are missing there travel unpacked in .gpu/site and
 # the offline model's tokenizer in .gpu/cache; the script puts them on the path when they exist.
