@@ -29,6 +29,7 @@ from sot.benchmark import ARCH_CONFIGS, random_model  # noqa: E402
 
 PEAK_BF16_TFLOPS = [("H200", 989.0), ("H100 PCIe", 756.0), ("H100", 989.0), ("A100", 312.0)]   # dense, no sparsity
 
+
 def default_rows(steps: int, warmup: int) -> list[dict]:
     rows = [{"device": "cpu", "backend": "trl", "method": m, "arch": "smollm2-135m", "seq": 128, "batch": 4,
              "steps": steps, "warmup": warmup} for m in ("lora", "full")]
@@ -165,7 +166,8 @@ def markdown(rows: list[dict]) -> str:
     lines = [head, "|" + "---|" * 11]
     for r in rows:
         mfu = f"{100 * r['mfu']:.1f}%" if r.get("mfu") is not None else ""
-        lines.append(f"| {r['device']} | {r['backend']} | {r['method']} | {r['arch']} | {r['seq']} x {r['batch']} | {'yes' if r.get('gc') else 'no'} | "
+        gc = "yes" if r.get("gc") else "no"
+        lines.append(f"| {r['device']} | {r['backend']} | {r['method']} | {r['arch']} | {r['seq']} x {r['batch']} | {gc} | "
                      f"{r.get('tokens_per_s', '')} | {r.get('step_s_median', '')} | {r.get('peak_memory_gb') or ''} "
                      f"| {mfu} | {r.get('note', '')} |")
     return "\n".join(lines)

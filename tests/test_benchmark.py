@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sot.benchmark import ARCH_CONFIGS, append_results, markdown_table, random_model, timed
+from sot.benchmark import ARCH_CONFIGS, append_results, arch_config, markdown_table, random_model, timed
 
 PUBLISHED_PARAMS = {"qwen2.5-1.5b": 1.54e9, "gemma-2-2b": 2.61e9}   # model cards: 1.54B, 2.61B (tied embeddings)
 
@@ -12,12 +12,10 @@ PUBLISHED_PARAMS = {"qwen2.5-1.5b": 1.54e9, "gemma-2-2b": 2.61e9}   # model card
 @pytest.mark.parametrize("arch", sorted(ARCH_CONFIGS))
 def test_arch_configs_have_the_published_size(arch):
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM
 
-    spec = dict(ARCH_CONFIGS[arch])
-    config = AutoConfig.for_model(spec.pop("model_type"), **spec)
     with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config)
+        model = AutoModelForCausalLM.from_config(arch_config(arch))
     n = sum(p.numel() for p in model.parameters())
     assert abs(n - PUBLISHED_PARAMS[arch]) / PUBLISHED_PARAMS[arch] < 0.01, n
 

@@ -84,8 +84,7 @@ def test_sft_stage_with_two_processes_runs_under_torchrun(tmp_path, monkeypatch,
                 "completion": f" {i} + {i} = {2 * i}. The answer is {2 * i}."} for i in range(8)]
     (sets / "H.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
 
-    options = {k: v for k, v in params["sft"].items()}
-    report = sft.run("gsm8k", "tiny", "H", models=params["models"], style="plain", seed=0, options=options)
+    report = sft.run("gsm8k", "tiny", "H", models=params["models"], style="plain", seed=0, options=params["sft"])
     saved = read_json(tmp_path / "metrics" / "sft" / "gsm8k-tiny-H.json")
     assert report["world_size"] == saved["world_size"] == 2 and saved["backend"] == "trl"
     assert saved["steps"] == 3 and saved["plan"]["examples_per_step"] == 2      # 1 per process x 2 processes

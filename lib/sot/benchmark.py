@@ -30,18 +30,25 @@ ARCH_CONFIGS = {   # shapes of the public configs; token ids follow the SmolLM2 
 }
 
 
-def random_model(arch: str, folder: Path, device: str = "cpu", seed: int = 0) -> Path:
-    """Save a randomly initialised bf16 model of a real architecture (a key of ARCH_CONFIGS) with the offline
-    SmolLM2 tokenizer to `folder`. For speed measurements only: speed does not depend on the weights."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
-    from sot.models import OFFLINE_DEFAULT, resolve
+def arch_config(arch: str):
+    """The transformers config of a real architecture (a key of ARCH_CONFIGS)."""
+    from transformers import AutoConfig
 
     if arch not in ARCH_CONFIGS:
         raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(ARCH_CONFIGS)}")
     spec = dict(ARCH_CONFIGS[arch])
-    config = AutoConfig.for_model(spec.pop("model_type"), **spec)
+    return AutoConfig.for_model(spec.pop("model_type"), **spec)
+
+
+def random_model(arch: str, folder: Path, device: str = "cpu", seed: int = 0) -> Path:
+    """Save a randomly initialised bf16 model of a real architecture (a key of ARCH_CONFIGS) with the offline
+    SmolLM2 tokenizer to `folder`. For speed measurements only: speed does not depend on the weights."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from sot.models import OFFLINE_DEFAULT, resolve
+
+    config = arch_config(arch)
     torch.manual_seed(seed)
     with torch.device(device):
         model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)

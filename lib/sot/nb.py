@@ -220,8 +220,9 @@ def set_colab_repo(repo: str, branch: str = "main", notebooks: Path = NOTEBOOKS,
             changed.append(path)
     if readme and readme.exists():
         text = readme.read_text(encoding="utf-8")
-        if COLAB_BADGE.sub(badge, text) != text:
-            readme.write_text(COLAB_BADGE.sub(badge, text), encoding="utf-8")
+        new = COLAB_BADGE.sub(badge, text)
+        if new != text:
+            readme.write_text(new, encoding="utf-8")
             changed.append(readme)
     return changed
 

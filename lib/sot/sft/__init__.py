@@ -24,23 +24,25 @@ SUMMARY_FILE = "train_summary.json"
 HISTORY_FILE = "training_log.json"
 
 
-def _trl_in_clean_process(choice: tuple[str, str]) -> tuple[str, str]:
-    """The TRL backend refuses a process where unsloth was imported: unsloth patches TRL's SFTTrainer for the
-    whole process, and on an H200 a LoRA run through the patched trainer trained every weight and saved no
-    adapter. Each sft stage is its own process, so the pipeline never mixes them."""
-    if "unsloth" in sys.modules:
+def choose_backend(requested: str, world_size: int = 1) -> tuple[str, str]:
+    """(backend, reason). Imports unsloth when it may be used, so it patches TRL before TRL is imported.
+
+    TRL is refused in a process where unsloth was imported: unsloth patches TRL's SFTTrainer for the whole
+    process, and on an H200 a LoRA run through the patched trainer trained every weight and saved no adapter.
+    Each sft stage is its own process, so the pipeline never mixes them."""
+    backend, reason = _choose_backend(requested, world_size)
+    if backend == "trl" and "unsloth" in sys.modules:
         raise RuntimeError("sft backend 'trl' in a process where unsloth was already imported: unsloth patches TRL "
                            "for the whole process (a LoRA run would train every weight). Run TRL in a fresh process "
                            "(each `dvc repro` sft stage is one), or use backend 'unsloth' here.")
-    return choice
+    return backend, reason
 
 
-def choose_backend(requested: str, world_size: int = 1) -> tuple[str, str]:
-    """(backend, reason). Imports unsloth when it may be used, so it patches TRL before TRL is imported."""
+def _choose_backend(requested: str, world_size: int) -> tuple[str, str]:
     import torch
 
     if requested == "trl":
-        return _trl_in_clean_process(("trl", "requested"))
+        return "trl", "requested"
     cuda = torch.cuda.is_available()
     if requested == "unsloth":
         if not cuda:
@@ -48,13 +50,13 @@ def choose_backend(requested: str, world_size: int = 1) -> tuple[str, str]:
         import unsloth  # noqa: F401  (an ImportError here says what is missing)
         return "unsloth", "requested"
     if not cuda:
-        return _trl_in_clean_process(("trl", "no CUDA device"))
+        return "trl", "no CUDA device"
     if world_size > 1:
-        return _trl_in_clean_process(("trl", f"{world_size} processes (Unsloth is used single-GPU only here)"))
+        return "trl", f"{world_size} processes (Unsloth is used single-GPU only here)"
     try:
         import unsloth  # noqa: F401
     except Exception as error:  # unsloth raises more than ImportError when its GPU stack is incomplete
-        return _trl_in_clean_process(("trl", f"unsloth not importable ({type(error).__name__}: {str(error)[:120]})"))
+        return "trl", f"unsloth not importable ({type(error).__name__}: {str(error)[:120]})"
     return "unsloth", "CUDA present and unsloth importable"
 
 

@@ -61,13 +61,13 @@ def run(task: str, student: str, set_name: str, models: dict, style: str, seed: 
         return report
     options = dict(options)
     processes = int(options.pop("num_processes", 1) or 1)
-    if processes > 1 and os.environ.get(LAUNCHED) and int(os.environ.get("WORLD_SIZE", "1")) != processes:
-        raise RuntimeError(f"sft: launched for {processes} processes but WORLD_SIZE is "
-                           f"{os.environ.get('WORLD_SIZE', 'unset')}; the launcher did not distribute the run")
     if processes > 1 and not os.environ.get(LAUNCHED):   # not yet inside the distributed launch: start it
         launch(task, student, set_name, processes)
         result = read_json(METRICS / "sft" / f"{name}.json")
     else:
+        if processes > 1 and int(os.environ.get("WORLD_SIZE", "1")) != processes:
+            raise RuntimeError(f"sft: launched for {processes} processes but WORLD_SIZE is "
+                               f"{os.environ.get('WORLD_SIZE', 'unset')}; the launcher did not distribute the run")
         result = train(records, config(models, student, style, seed, options), DATA / "sft" / name)
         if int(os.environ.get("RANK", "0")) != 0:
             return {}
@@ -105,7 +105,6 @@ def main(argv=None) -> None:
     values = resolve_parameters(a.notebook, load_params(a.params), {"task": a.task, "student": a.student, "set": a.set})
     fixed = {k: values.pop(k) for k in ("task", "student", "set", "models", "style", "seed")}
     run(fixed["task"], fixed["student"], fixed["set"], fixed["models"], fixed["style"], fixed["seed"], options=values)
-
 
 
 def write_loss_csv(history: list[dict], path) -> None:
