@@ -55,12 +55,15 @@ def test_solver_prefers_whole_steps_but_finds_fraction_solutions():
 
 @pytest.mark.parametrize("expression,ok", [
     ("(75 - 12) * 2", True), ("2 * (75 - 12)", True), ("(75-12)*2 = 126", True), (" ( 75 - 12 )\n* 2 ", True),
-    ("(75 - 12) * 2 = 999", True),  # the trailing "= N" is ignored; the expression is what is graded
+    ("(75 - 12) * 2 = 126.0", True), ("(75 - 12) * 2 = 999", False), ("(75 - 12) * 2 = 63", False),  # a claimed
+    ("(75 - 12) * 2 = 126 = 126", False), ("75 - 12 = 63 * 2 = 126", False),  # value must be the target
+    ("(75 - 12) × 2", True), ("$(75 - 12) \\times 2$", True), ("(75 \u2212 12) \\cdot 2", True),  # notation
+    ("\\left(75 - 12\\right) * 2", True), ("(75 - 12) ÷ 2", False), ("(75 - 12) x 2", False),
     ("75 - 12 * 2", False), ("(75 - 12) * 2 + 0", False), ("(75 - 12) * 2 * 1", False), ("75 * 2", False),
     ("(75 - 12) * 2 - 12 + 12", False), ("-(12 - 75) * 2", False), ("+75 - 12 + 2", False),
     ("(75 - 12) ** 2", False), ("(75 - 12) // 2", False), ("(75.0 - 12) * 2", False), ("(0x4b - 12) * 2", False),
     ("(75 - 1_2) * 2", False), ("__import__('os').system('true')", False), ("abs(75 - 12) * 2", False),
-    ("(75 - 12) × 2", False), ("", False), ("(" * 300 + "75" + ")" * 300, False),
+    ("", False), ("(" * 300 + "75" + ")" * 300, False),
 ])
 def test_check_expression(expression, ok):
     assert check_expression(expression, [75, 12, 2], 126) is ok
@@ -112,3 +115,33 @@ def test_a_supplied_file_replaces_generation(tmp_path):
     path.write_text(json.dumps({"nums": [3, 5]}) + "\n")
     with pytest.raises(DataError, match=r"test\.jsonl:1: missing field 'target'"):
         TASK.load_split("test", tmp_path)
+
+
+# --- the authors' rule (eval_countdown.py), sot.tasks.authors.countdown_grade --------------------------
+@pytest.mark.parametrize("completion,correct,counted", [
+    ("Step 1: 75 - 12 = 63\n<answer>(75 - 12) * 2</answer>", True, True),
+    ("<answer> (75 - 12) * 2 </answer>", True, True),
+    ("<answer>(75 - 12) * 2 = 126</answer>", False, True),     # "= 126" adds a number: wrong, but counted
+    ("<answer>(75 - 12) * 2</answer>\nThis uses every number once.", False, False),  # only the last line is read
+    ("<answer>75 * 2</answer> <answer>(75 - 12) * 2</answer>", True, True),  # the last tag on that line
+    ("<answer>(75 - 12) * 2 + 0</answer>", False, True),        # numbers differ (0 is extra)
+    ("<answer>(75 - 12) × 2</answer>", False, True),           # × is not an allowed character there
+    ("<answer>-(12 - 75) * 2</answer>", True, True),           # unary minus evaluates under their eval
+    ("<answer>(75 - 12) ** 2 // 2</answer>", False, True),     # ** and // are allowed characters
+    ("<answer>2 ** 75 ** 12</answer>", False, True),           # a huge power is an evaluation error, counted
+    ("<answer>(75 - 12) / (2 - 2)</answer>", False, True),     # ZeroDivisionError: counted, wrong
+    ("<answer></answer>", False, True),                         # empty tag: numbers differ, counted
+    ("The equation is (75 - 12) * 2.", False, False), ("", False, False), ("  \n ", False, False),
+])
+def test_grade_authors(completion, correct, counted):
+    p = TASK.from_record({"nums": [75, 12, 2], "target": 126})
+    g = TASK.grade_authors(p, completion)
+    assert (g.correct, g.extracted is not None) == (correct, counted)
+
+
+def test_grade_authors_float_tolerance_and_references():
+    p = TASK.from_record({"nums": [6, 1, 3, 4], "target": 24})
+    assert TASK.grade_authors(p, "<answer>6 / (1 - 3 / 4)</answer>").correct
+    for rec in generate_problems(50, seed=7):
+        q = TASK.from_record(rec)
+        assert TASK.grade_authors(q, q.reference) == Grade(True, q.answer)

@@ -20,6 +20,7 @@ EQUIVALENT_NEIGHBOURS = {
     ("math/train/prealgebra/2076", "120^\\circ"),  # gold 120
     ("math/train/prealgebra/401", "21"),          # gold 21\text{ dogs}
     ("math/train/prealgebra/600", "18"),          # gold 18 \text{ degrees}
+    ("math/test/prealgebra/1928", "7"),           # gold 7\%: a percent sign is a unit (README rule 6)
 }
 # MBPP reference programs that fail their own upstream tests in our sandbox, with the reason.
 MBPP_UPSTREAM_FAILURES: dict[str, str] = {}
@@ -56,6 +57,22 @@ def test_gold_traces_grade_correct_subset(name, split, limit, data_dir):
 def test_moved_gold_grades_wrong(name, split, limit, data_dir):
     task = get_task(name)
     assert derangement_false_positives(task, task.load_split(split, data_dir, limit=limit)) == []
+
+
+@pytest.mark.parametrize("name,split,limit", [("gsm8k", "test", 200), ("math", "test", 100), ("math", "train", 100),
+                                              ("countdown", "test", 200)])
+def test_gold_traces_grade_correct_under_the_authors_rule(name, split, limit, data_dir):
+    task = get_task(name)
+    problems = task.load_split(split, data_dir, limit=limit, seed=0)
+    grades = task.grade_authors_many(problems, [p.reference for p in problems])
+    assert [p.id for p, g in zip(problems, grades) if not g.correct or g.extracted is None] == []
+
+
+def test_math_gold_joins_a_run_of_boxes(data_dir):
+    problems = {p.id: p for p in get_task("math").load_split("train", data_dir)}
+    assert problems["math/train/algebra/152"].answer == "(-2,18), (8,38)"  # "$\boxed{(-2,18)}$ and $\boxed{(8,38)}$"
+    assert problems["math/train/prealgebra/452"].answer == "2 - b"        # "$\boxed{-b+2}$, or $\boxed{2 - b}$"
+    assert problems["math/train/algebra/117"].answer == "1"               # two solutions, each boxed
 
 
 def test_moved_countdown_trace_grades_wrong():

@@ -10,8 +10,8 @@ import pytest
 from sot import prompts
 from sot.io import DataError
 from sot.tasks import TASK_NAMES, Grade, Problem, get_task
-from sot.tasks import answers
-from sot.tasks.mbpp import build_program, extract_code
+from sot.tasks import answers, equivalence
+from sot.tasks.mbpp import build_program, extract_code, functions_under_test
 
 GSM8K_RECORD = {"question": "Tom has 3 apples and buys 2 more. How many apples does he have?",
                 "answer": "Tom has 3 + 2 = <<3+2=5>>5 apples.\n#### 5"}
@@ -150,9 +150,23 @@ def test_missing_data_file_says_so(tmp_path):
     ("The final answer is 12.", "12"),
     ("work\n#### 1,000", "1,000"),
     ("So the answer is $42$.\nThanks", "42"),
-    ("\\boxed{7}\nThe final answer is 8\n#### 9", "7"),
-    ("The final answer is 8\n#### 9", "8"),
-    ("the final answer is 15 gallons * 8\n#### 120", "120"),  # Minerva's form starts with a capital T
+    # the last statement by position wins, whatever its marker
+    ("\\boxed{7}\nThe final answer is 8\n#### 9", "9"),
+    ("#### 9\nThe final answer is 8", "8"),
+    ("The answer is 8. Final Answer: 9\nthen \\boxed{7}", "7"),
+    ("the final answer is 15 gallons * 8\n#### 120", "120"),
+    ("So, the final answer is $x$.", "x"),                      # lowercase, mid-line
+    ("**Final Answer:** $\\frac{1}{2}$", "\\frac{1}{2}"),
+    ("**Final Answer**\n\n$$\\frac{1}{2}$$", "\\frac{1}{2}"),    # label, answer on the next line
+    ("Answer: 7", "7"), ("- **Answer:** 7 apples", "7 apples"),
+    ("\\boxed{2} and \\boxed{3}", "2, 3"), ("$x = \\boxed{2}$ or $x = \\boxed{-3}$", "2, -3"),
+    ("\\boxed{x+11} or \\boxed{11+x}", "11+x"),                  # one answer written two ways
+    ("\\boxed{2}. Wait, that is wrong.\n\\boxed{3}", "3"),        # text between: a correction, not a list
+    ("The answer is $2$ or $3$.", "2 or 3"),
+    ("Let's check whether the answer is 5: it is not.", None),  # a hypothesis
+    ("The answer is 5. Checking: yes, the answer is correct.", "5"),  # a verdict is no answer
+    ("#### Step 2: add\nthen 5", None), ("#### 2. Add them\nthen", None),  # Markdown headers
+    ("The answer is 5 because 2 + 3 = 5.", "5"),
     ("no answer here", None),
     ("", None),
 ])
@@ -169,12 +183,32 @@ def test_adversarial_text_extracts_quickly():
     assert answers.last_boxed("\\boxed{" * 50_000) is None
     assert answers.last_boxed("\\boxed{1} " + "\\boxed{" + "x" * 5000 + "}") == "1"  # too long: skipped
     assert answers.extract_answer("1 " * 100_000, last_number_fallback=True) == "1"
-    assert time.time() - start < 2
+    assert answers.extract_answer("the answer is " * 20_000) is None       # 20,000 empty statements
+    assert answers.extract_answer("The answer is " + "x" * 200_000) is None  # one huge span
+    assert answers.extract_answer("\\boxed{1} " * 20_000) == "1"
+    assert time.time() - start < 3
 
 
 def test_last_number_fallback_only_when_asked():
     assert answers.extract_answer("she earns 12 then 18 dollars") is None
     assert answers.extract_answer("she earns 12 then 18 dollars", last_number_fallback=True) == "18"
+    # numbers in Markdown header lines are not answers
+    assert answers.extract_answer("#### Step 1: count\n12 apples\n#### Step 2: done", last_number_fallback=True) == "12"
+
+
+def test_last_boxed_answer_joins_a_run_of_boxes():
+    assert answers.last_boxed_answer("are $\\boxed{(-2,18)}$ and $\\boxed{(8,38)}$.") == "(-2,18), (8,38)"
+    assert answers.last_boxed_answer("so \\boxed{1}. Another way: ... \\boxed{1}.") == "1"
+    assert answers.last_boxed_answer("\\boxed{} nothing") is None
+
+
+@pytest.mark.parametrize("span,gold,expected", [
+    ("84 * 7 = 588", "588", "588"), ("83 + 1 = 84", "84", "84"), ("x = 5", "5", "5"),
+    ("x = 2 or x = 3", "2, 3", "2, 3"), ("y = 2x + 3", "y=2x+3", "y = 2x + 3"),  # gold an equation: whole
+    ("x \\le 5", "5", "x \\le 5"), ("a <= 5", "5", "a <= 5"), ("12", "12", "12"),
+])
+def test_after_equals(span, gold, expected):
+    assert equivalence.after_equals(span, gold) == expected
 
 
 @pytest.mark.parametrize("gold,pred,same", [
@@ -183,14 +217,23 @@ def test_last_number_fallback_only_when_asked():
     ("\\left( 3, \\frac{\\pi}{2} \\right)", "(3,\\frac{\\pi}{2})", True), ("x^2+2x+1", "(x+1)^2", True),
     ("\\dfrac{3}{4}", "\\frac34", True), ("2", "3", False), ("1000", "100", False), ("\\frac{1}{2}", "0.51", False),
     ("5", None, False), ("5", "", False), ("5", "5" * 2000, False),
+    ("90", "90^\\circ", True), ("90", "90°", True), ("90^\\circ", "90", True), ("90", "91^\\circ", False),
+    ("\\frac{1}{3}", "0.\\overline{3}", True), ("\\frac{1}{6}", "0.1\\overline{6}", True),
+    ("\\frac{1}{3}", "0.\\overline{6}", False),
+    ("\\text{(C)}", "\\text{(C) Plane}", True), ("\\text{(C)}", "C", True), ("C", "(C)", True),
+    ("\\text{(C)}", "\\text{(D) Cylinder}", False), ("\\text{(C)}", "(C) or (D)", False),
+    ("\\text{(C)}", "Plane", False),
+    ("64\\%", "64", True), ("64", "64\\%", True), ("64\\%", "0.64", False),
+    ("-2 \\text{ or } -12", "-12 or -2", True), ("2, 3", "2 and 3", True), ("2", "2 or 3", False),
+    ("10", "10 cm", True), ("10", "10\\text{ cm}", True), ("10", "11 cm", False),
 ])
 def test_equivalence(gold, pred, same):
     assert answers.equivalent(gold, pred) is same
 
 
 def test_pathological_answer_cannot_hang_grading(monkeypatch):
-    monkeypatch.setattr(answers, "PARSE_TIMEOUT_S", 1)
-    monkeypatch.setattr(answers, "VERIFY_TIMEOUT_S", 1)
+    monkeypatch.setattr(equivalence, "PARSE_TIMEOUT_S", 1)
+    monkeypatch.setattr(equivalence, "VERIFY_TIMEOUT_S", 1)
     start = time.time()
     assert answers.equivalent("2", "9^{9^{9^{9}}}") is False
     assert time.time() - start < 8
@@ -208,6 +251,8 @@ def test_equivalence_works_outside_the_main_thread():
 @pytest.mark.parametrize("completion,correct,extracted", [
     ("3 + 2 = 5\n#### 5", True, "5"), ("#### $5.00", True, "$5.00"), ("The answer is 5 apples.", True, "5 apples"),
     ("He has \\boxed{5}.", True, "5"), ("3+2 makes 5", True, "5"), ("#### 6", False, "6"), ("no idea", False, None),
+    ("The answer is 3 + 2 = 5.", True, "5"), ("#### 5\nWait, he ate one. The answer is 4.", False, "4"),
+    ("The answer is 5 or 6.", False, "5 or 6"), ("The answer is \\boxed{5\\%}", True, "5\\%"),
 ])
 def test_gsm8k_grade(completion, correct, extracted):
     task = get_task("gsm8k")
@@ -242,14 +287,30 @@ def test_grade_many_pool_matches_the_loop():
 # --- MBPP extraction (the sandbox run is tested in test_gold.py) --------------------------------------
 @pytest.mark.parametrize("completion,code", [
     ("Here:\n```python\ndef f():\n    return 1\n```\nDone.", "def f():\n    return 1"),
-    ("```python\nx = 1\n```\nthen\n```\nprint(1)\n```\n```python\ny = 2\n```", "y = 2"),
-    ("```\nz = 3\n```", "z = 3"),
+    # the block that defines the tested function f, not the last block
+    ("```python\ndef f():\n    return 1\n```\nUsage:\n```python\nprint(f())\n```", "def f():\n    return 1"),
+    ("```python\ndef f():\n    return 0\n```\nFixed:\n```python\ndef f():\n    return 1\n```\n```python\nf()\n```",
+     "def f():\n    return 1"),
+    # with the imports and helpers it needs from other blocks
+    ("```python\nimport math\n```\n```python\ndef f():\n    return math.pi\n```",
+     "import math\n\ndef f():\n    return math.pi"),
+    ("```python\ndef g():\n    return 1\n```\n```python\ndef f():\n    return g()\n```",
+     "def g():\n    return 1\n\ndef f():\n    return g()"),
+    # no block defines f: all Python blocks joined
+    ("```python\nx = 1\n```\nthen\n```\nprint(1)\n```\n```python\ny = 2\n```", "x = 1\n\nprint(1)\n\ny = 2"),
+    ("```\nz = 3\n```", "z = 3"), ("```python\n  def f():\n      return 1\n```", "def f():\n    return 1"),
     ("```python\ndef g():\n    return 2\n", "def g():\n    return 2"),
     ("def h():\n    return 3", "def h():\n    return 3"),
+    ("Here is the code:\ndef f():\n    return 3\nIt returns three.", "def f():\n    return 3"),
     ("", None), ("```python\n\n```", None),
 ])
 def test_mbpp_extract_code(completion, code):
-    assert extract_code(completion) == code
+    assert extract_code(completion, {"f"}) == code
+
+
+def test_mbpp_functions_under_test():
+    tests = ["assert math.isclose(area(2), 3.14)", "assert set(sim((3, 4), (5, 4))) == set((4,))"]
+    assert functions_under_test(tests) == {"area", "sim"}
 
 
 def test_mbpp_problem_and_program(data_dir):
@@ -271,6 +332,72 @@ def test_mbpp_grade_with_sandbox(data_dir):
     assert [g.correct for g in grades] == [True, False, False] and grades[1].extracted is None
 
 
+# --- the authors' rules (sot.tasks.authors) ------------------------------------------------------------
+@pytest.mark.parametrize("name,record,completion,correct,counted", [
+    ("gsm8k", GSM8K_RECORD, "3 + 2 = 5 apples.\n#### 5", True, True),
+    ("gsm8k", GSM8K_RECORD, "The answer is $6$.", False, True),
+    ("gsm8k", GSM8K_RECORD, "I do not know.", False, False),       # nothing parses: left out
+    ("gsm8k", GSM8K_RECORD, "", False, False),
+    ("math", MATH_RECORD, "so \\boxed{0.5}", True, True),
+    ("math", MATH_RECORD, "Final Answer: The final answer is $\\frac{1}{3}$. I hope it is correct.", False, True),
+    ("math", MATH_RECORD, "it is one half", False, False),
+])
+def test_grade_authors_math_verify_rule(name, record, completion, correct, counted):
+    task = get_task(name)
+    g = task.grade_authors(task.from_record(record), completion)
+    assert (g.correct, g.extracted is not None) == (correct, counted)
+
+
+def test_grade_authors_counts_a_verify_error_as_wrong(monkeypatch):
+    import math_verify
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("verify failed")
+
+    monkeypatch.setattr(math_verify, "verify", broken)
+    task = get_task("math")
+    g = task.grade_authors(task.from_record(MATH_RECORD), "\\boxed{0.5}")
+    assert g.correct is False and g.extracted is not None  # in their denominator, and wrong
+
+
+def test_grade_authors_many_checks_lengths_and_loops():
+    task = get_task("gsm8k")
+    p = task.from_record(GSM8K_RECORD)
+    assert [g.correct for g in task.grade_authors_many([p, p], ["#### 5", "#### 6"])] == [True, False]
+    with pytest.raises(ValueError, match="2 problems but 1 completions"):
+        task.grade_authors_many([p, p], ["x"])
+
+
+def test_mbpp_authors_code_and_runner():
+    from sot.tasks import authors
+
+    assert authors.mbpp_code("Sure:\n```python\ndef f():\n    return 1\n```\nDone") == (
+        "Sure:\n\ndef f():\n    return 1\n\nDone")  # fences dropped, the prose stays
+    assert authors.mbpp_code("python\nx = 1") == "x = 1"
+    assert not authors.mbpp_compiles(authors.mbpp_code("Sure:\n```python\ndef f():\n    return 1\n```\nDone"))
+    runner = authors.mbpp_runner("def f():\n    return 1", {"test_setup_code": "", "test_list": ["assert f() == 1"]})
+    assert "    def f():\n        return 1" in runner and "import re" in runner
+    compile(runner, "runner", "exec")
+    with pytest.raises(SyntaxError):  # their defect, kept: a non-empty setup is pasted unindented
+        compile(authors.mbpp_runner("x = 1", {"test_setup_code": "y = 2", "test_list": []}), "runner", "exec")
+
+
+def test_mbpp_grade_authors_in_the_sandbox(data_dir):
+    pytest.importorskip("sot.sandbox")
+    task = get_task("mbpp")
+    p = task.load_split("test", data_dir)[0]
+    completions = [f"```python\n{p.reference}\n```",               # fenced code: passes
+                   p.reference + "\nprint('done')",                 # prints: their stdout check fails it
+                   f"Here is the code:\n```python\n{p.reference}\n```",  # the prose stays: syntax error
+                   "", "def f(:\n  pass", p.reference + "\nraise SystemExit(0)"]
+    grades = task.grade_authors_many([p] * len(completions), completions, workers=2)
+    assert [g.correct for g in grades] == [True, False, False, False, False, False]
+    assert all(g.extracted is not None for g in grades)  # MBPP: every item is in their denominator
+    assert task.grade_authors(p, p.reference) == Grade(True, p.reference.strip())
+    strict = task.grade_many([p] * 3, completions[:3], workers=2)
+    assert [g.correct for g in strict] == [True, True, True]
+
+
 # --- prompts --------------------------------------------------------------------------------------------
 class FakeTokenizer:
     chat_template = "fake"
@@ -281,7 +408,7 @@ class FakeTokenizer:
 
 
 def test_render_styles():
-    assert prompts.render("Q?", "plain") == "Q?\nSolution:"
+    assert prompts.render("Q?", "plain") == "Problem:\nQ?\n\nSolution:\n"
     assert prompts.render("Q?", "chat", FakeTokenizer()) == "<user>Q?</user><assistant>"
     with pytest.raises(ValueError, match="valid: plain, chat"):
         prompts.render("Q?", "fewshot")

@@ -2,7 +2,12 @@
 
     task = get_task("gsm8k")                  # "gsm8k" | "math" | "countdown" | "mbpp"
     problem = task.from_record(record)        # an upstream-format record
-    task.grade(problem, problem.reference)    # Grade(correct=True, extracted=...)
+    task.grade(problem, problem.reference)    # Grade(correct=True, extracted=...): strict, our rules
+    task.grade_authors(problem, completion)   # the paper authors' scoring rule; extracted None = not counted
+    task.grade_many(...), task.grade_authors_many(...)   # the same over lists (MBPP: in the sandbox)
+
+The strict rules are in sot.tasks.answers (what the final answer is) and sot.tasks.equivalence (how it is
+compared); the authors' rules in sot.tasks.authors.
 """
 from __future__ import annotations
 

@@ -13,8 +13,9 @@ from typing import Sequence
 from sot import prompts
 
 DATA_DIR_ENV = "SOT_DATA_DIR"
-# Stop strings for plain-style generation: an untrained base model tends to go on with a new problem.
-DEFAULT_STOP = ["\nQuestion:", "\nProblem:"]
+# Stop strings for plain-style generation: defined with the plain format in sot.prompts, so a base model
+# that goes on with a new problem in the prompt's own format is cut there.
+DEFAULT_STOP = list(prompts.PLAIN_STOP)
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ class Task:
 
     name: str = ""
     splits: tuple[str, ...] = ("train", "test")
-    stop: list[str] = DEFAULT_STOP
+    stop: list[str] = DEFAULT_STOP     # plain style only (chat style ends at the template's end-of-turn token)
 
     # --- hooks -------------------------------------------------------------------------------
     def from_record(self, record: dict, id: str | None = None, split: str = "train") -> Problem:
@@ -88,6 +89,11 @@ class Task:
 
     def grade(self, problem: Problem, completion: str) -> Grade:
         raise NotImplementedError
+
+    def grade_authors(self, problem: Problem, completion: str) -> Grade:
+        """The paper authors' published scoring rule (sot.tasks.authors): `correct` is their verdict,
+        `extracted` is None exactly when their script leaves the item out of the accuracy's denominator."""
+        raise NotImplementedError(f"task {self.name!r} has no grade_authors")
 
     def _local_records(self, split: str, data_dir: Path) -> list[tuple[str, dict]]:
         """(id, upstream record) pairs from the offline directory, validated."""
@@ -112,9 +118,11 @@ class Task:
         return [self.from_record(rec, id=pid, split=split) for pid, rec in pairs]
 
     def messages(self, problem: Problem) -> list[dict]:
+        """Chat style: the question as one user message (each backend applies the model's chat template)."""
         return [{"role": "user", "content": problem.question}]
 
     def prompt(self, problem: Problem, style: str, tokenizer=None) -> str:
+        """The rendered prompt text (sot.prompts.render); plain style pairs with `self.stop`."""
         return prompts.render(problem.question, style, tokenizer)
 
     def grade_many(self, problems: Sequence[Problem], completions: Sequence[str],
@@ -129,3 +137,10 @@ class Task:
                   for i in range(0, len(problems), size)]
         with ProcessPoolExecutor(max_workers=workers) as pool:
             return [g for part in pool.map(_grade_chunk, chunks) for g in part]
+
+    def grade_authors_many(self, problems: Sequence[Problem], completions: Sequence[str],
+                           workers: int | None = None) -> list[Grade]:
+        """`grade_authors` in order, in this process (`workers` is for tasks that run programs: MBPP)."""
+        if len(problems) != len(completions):
+            raise ValueError(f"grade_authors_many: {len(problems)} problems but {len(completions)} completions")
+        return [self.grade_authors(p, c) for p, c in zip(problems, completions)]

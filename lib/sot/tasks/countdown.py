@@ -3,8 +3,11 @@
 Problems are generated from a seed, solvable by construction. There is no human trace: a solver writes
 a step-by-step one ("Step 1: 75 - 12 = 63 ... <answer>(75 - 12) * 2</answer>") that stands in for H.
 Grading parses the last <answer>...</answer> with `ast` (never eval): only non-negative integer literals,
-binary + - * /, parentheses; no unary minus; an optional trailing "= N" is ignored; every given number
-used exactly once; exact value (fractions.Fraction) equal to the target; division by zero is wrong.
+binary + - * / (also written × \\times \\cdot ÷ \\div, or inside $...$), parentheses; no unary minus; a
+trailing "= N" is allowed only when N is the target (a wrong claimed value, "... = 11" for target 10, is a
+wrong answer); every given number used exactly once; exact value (fractions.Fraction) equal to the target;
+division by zero is wrong.
+`grade_authors` is the paper authors' rule instead (sot.tasks.authors.countdown_grade).
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from pathlib import Path
 
 from sot.io import DataError, iter_jsonl
 from sot.prompts import COUNTDOWN_TEMPLATE
+from sot.tasks import authors
 from sot.tasks.base import Grade, Problem, Task, content_id
 
 # Split sizes and seeds (train and test are generated from different seeds and made disjoint).
@@ -28,7 +32,9 @@ MAX_ANSWER_CHARS = 200
 FIELDS = ("nums", "target")
 
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
-_TRAILING_EQ = re.compile(r"=\s*-?\d+(?:\.\d+)?\s*$")
+_TRAILING_EQ = re.compile(r"=\s*(-?\d+(?:\.\d+)?)\s*$")
+_NOTATION = (("\\times", "*"), ("\\cdot", "*"), ("\u00d7", "*"), ("\u00b7", "*"), ("\u22c5", "*"), ("\\div", "/"),
+             ("\u00f7", "/"), ("\u2212", "-"), ("\\left(", "("), ("\\right)", ")"), ("\n", " "))
 _OPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
 _PREC = {"+": 1, "-": 1, "*": 2, "/": 2}
 
@@ -153,9 +159,31 @@ def _value(node) -> Fraction:
     return _apply(_OPS[type(node.op)], _value(node.left), _value(node.right))
 
 
+def _plain_notation(expression: str) -> str:
+    """The expression in ASCII operators: a `$...$` / `\\(...\\)` wrapper dropped, × \\times \\cdot · as *,
+    ÷ \\div as /, the Unicode minus as -, \\left( \\right) as parentheses, newlines as spaces."""
+    text = expression.strip()
+    if text.isascii() and "\\" not in text and "$" not in text:
+        return text.replace("\n", " ")
+    for open_, close in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
+        if len(text) > len(open_) + len(close) and text.startswith(open_) and text.endswith(close):
+            text = text[len(open_):-len(close)]
+            break
+    for old, new in _NOTATION:
+        text = text.replace(old, new)
+    return text
+
+
 def check_expression(expression: str, nums, target) -> bool:
-    """True when `expression` uses every number of `nums` exactly once and equals `target` exactly."""
-    text = _TRAILING_EQ.sub("", expression.replace("\n", " ")).strip()
+    """True when `expression` uses every number of `nums` exactly once and equals `target` exactly; a trailing
+    "= N" must name the target."""
+    text = _plain_notation(expression)
+    claimed = _TRAILING_EQ.search(text)
+    if claimed:
+        if Fraction(claimed.group(1)) != Fraction(target):
+            return False
+        text = text[:claimed.start()]
+    text = text.strip()
     if not text or len(text) > MAX_ANSWER_CHARS:
         return False
     try:
@@ -198,6 +226,10 @@ class Countdown(Task):
         if not expression:
             return Grade(False, None)
         return Grade(check_expression(expression, problem.record["nums"], problem.record["target"]), expression)
+
+    def grade_authors(self, problem: Problem, completion: str) -> Grade:
+        """The authors' eval_countdown.py rule: last line's <answer> only (see sot.tasks.authors)."""
+        return authors.countdown_grade(problem.record["nums"], problem.record["target"], completion)
 
     def generated_split(self, split: str) -> list[dict]:
         """The generated records of a split; train excludes every test problem."""

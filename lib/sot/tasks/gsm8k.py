@@ -5,7 +5,7 @@ from pathlib import Path
 
 from sot.io import DataError, iter_jsonl
 from sot.prompts import GSM8K_INSTRUCTION
-from sot.tasks import answers
+from sot.tasks import answers, authors, equivalence
 from sot.tasks.base import Grade, Problem, Task, content_id
 
 HUB_DATASET = ("openai/gsm8k", "main")
@@ -33,12 +33,17 @@ class GSM8K(Task):
                        record=dict(record))
 
     def grade(self, problem: Problem, completion: str) -> Grade:
+        """Strict grading (README "Grading contract"): the last answer statement, else the last number."""
         span = answers.extract_answer(completion, last_number_fallback=True)
         if span is None:
             return Grade(False, None)
-        # Plain text ("$18 dollars") is compared by its first number; LaTeX goes to math-verify as is.
-        pred = span if "\\" in span or "{" in span else (answers.first_number(span) or span)
-        return Grade(answers.equivalent(problem.answer, pred), span)
+        span = equivalence.after_equals(span, problem.answer)
+        pred, hedge = equivalence.gsm8k_prediction(span)
+        return Grade(not hedge and equivalence.equivalent(problem.answer, pred), span)
+
+    def grade_authors(self, problem: Problem, completion: str) -> Grade:
+        """The authors' eval_math_gsm8k.py rule (see sot.tasks.authors.math_verify_grade)."""
+        return authors.math_verify_grade(problem.reference, completion)
 
     def _local_records(self, split: str, data_dir: Path) -> list[tuple[str, dict]]:
         path = data_dir / "gsm8k" / f"{split}.jsonl"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sot.io import DataError, iter_jsonl, read_json
 from sot.prompts import MATH_INSTRUCTION
-from sot.tasks import answers
+from sot.tasks import answers, authors, equivalence
 from sot.tasks.base import Grade, Problem, Task, content_id
 
 SUBJECTS = ("algebra", "counting_and_probability", "geometry", "intermediate_algebra", "number_theory",
@@ -23,8 +23,9 @@ KNOWN_NO_ANSWER = ("math/train/number_theory/7115", "math/train/number_theory/71
 
 
 def gold_answer(record: dict, where: str = "record") -> str:
-    """The record's `answer` (MATH-500), else the last \\boxed{} of its solution."""
-    gold = record.get("answer") or answers.last_boxed(record["solution"])
+    """The record's `answer` (MATH-500), else the answer its solution's last \\boxed{} states (boxes that form
+    one answer with it joined: "$\\boxed{(-2,18)}$ and $\\boxed{(8,38)}$" is "(-2,18), (8,38)")."""
+    gold = record.get("answer") or answers.last_boxed_answer(record["solution"])
     if not gold:
         raise DataError(f"{where}: field 'solution' has no \\boxed{{...}} answer and there is no 'answer' field")
     return gold
@@ -50,8 +51,16 @@ class MATH(Task):
                        reference=record["solution"], answer=gold_answer(record, id), record=dict(record))
 
     def grade(self, problem: Problem, completion: str) -> Grade:
+        """Strict grading (README "Grading contract"): the last answer statement, no last-number fallback."""
         span = answers.extract_answer(completion)
-        return Grade(answers.equivalent(problem.answer, span), span)
+        if span is None:
+            return Grade(False, None)
+        span = equivalence.after_equals(span, problem.answer)
+        return Grade(equivalence.equivalent(problem.answer, span), span)
+
+    def grade_authors(self, problem: Problem, completion: str) -> Grade:
+        """The authors' eval_math_gsm8k.py rule (see sot.tasks.authors.math_verify_grade)."""
+        return authors.math_verify_grade(problem.reference, completion)
 
     def _local_records(self, split: str, data_dir: Path) -> list[tuple[str, dict]]:
         if split == "test":

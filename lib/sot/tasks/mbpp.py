@@ -6,33 +6,86 @@ asserts in sot.sandbox (a subprocess with limits); correct only when the program
 """
 from __future__ import annotations
 
+import ast
+import builtins
 import re
+import textwrap
 from pathlib import Path
 from typing import Sequence
 
 from sot.io import DataError, iter_jsonl
 from sot.prompts import MBPP_INSTRUCTION
+from sot.tasks import authors
 from sot.tasks.base import Grade, Problem, Task
 
 HUB_DATASET = ("google-research-datasets/mbpp", "full")
 FIELDS = ("text", "code", "task_id", "test_setup_code", "test_list")
 SPLIT_IDS = {"prompt": (1, 10), "test": (11, 510), "validation": (511, 600), "train": (601, 974)}
 
-_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+.-]*)[^\n]*\n(.*?)```", re.DOTALL)
-_OPEN_FENCE = re.compile(r"```[ \t]*(?:python|py|python3)?[ \t]*\n(.*)\Z", re.DOTALL | re.IGNORECASE)
+_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+.-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
+_PYTHON_TAGS = ("python", "py", "python3", "")
+_CALLED = re.compile(r"(?<![\w.])([A-Za-z_]\w*)\s*\(")
+_NOT_TESTED = frozenset(dir(builtins)) | {"assert", "not", "and", "or", "in", "is", "lambda", "if", "else"}
+_DEFINED = re.compile(r"^(?:async[ \t]+)?(?:def|class)[ \t]+([A-Za-z_]\w*)|^([A-Za-z_]\w*)[ \t]*=(?!=)", re.MULTILINE)
+_IMPORT = re.compile(r"^(?:import|from)[ \t]+\S.*$", re.MULTILINE)
+_CODE_START = re.compile(r"^(?:def|class|import|from|async[ \t]+def|@)\b", re.MULTILINE)
 
 
-def extract_code(completion: str) -> str | None:
-    """The last ```python block, else the last ``` block, else an unclosed final block, else the whole text."""
+def functions_under_test(test_list) -> set[str]:
+    """Names the asserts call that are not builtins: the functions (or classes) the completion must define."""
+    return {name for test in test_list for name in _CALLED.findall(test) if name not in _NOT_TESTED}
+
+
+def _defined(code: str) -> set[str]:
+    """Top-level names a block defines (def, class, assignment)."""
+    return {a or b for a, b in _DEFINED.findall(code)}
+
+
+def _unfenced(completion: str) -> str:
+    """Code without fences: the whole text if it parses; else from the first def/class/import line, with
+    trailing prose lines dropped until it parses (at most 40), so "Here is the code:\ndef f..." counts."""
+    if _parses(completion):
+        return completion
+    start = _CODE_START.search(completion)
+    if not start:
+        return completion
+    lines = completion[start.start():].split("\n")
+    for cut in range(len(lines), max(0, len(lines) - 40), -1):
+        if _parses("\n".join(lines[:cut])):
+            return "\n".join(lines[:cut])
+    return "\n".join(lines)
+
+
+def _parses(code: str) -> bool:
+    try:
+        ast.parse(code)
+        return True
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+
+
+def extract_code(completion: str, names=()) -> str | None:
+    """The code to test (README "Grading contract"). Fenced blocks (a final one cut off before its closing
+    fence counts), dedented; Python-tagged or untagged ones (all, if none is). The last block that defines one
+    of `names` (the functions the tests call), after the import lines and the blocks defining helpers it calls
+    from the other blocks; else every block joined in order; else the unfenced completion (`_unfenced`)."""
     if not completion:
         return None
-    blocks = _FENCE.findall(completion)
-    python = [code for lang, code in blocks if lang.lower() in ("python", "py", "python3")]
-    if python or blocks:
-        code = (python or [code for _, code in blocks])[-1]
+    blocks = [(lang.lower(), textwrap.dedent(code)) for lang, code in _FENCE.findall(completion)]
+    python = [code for lang, code in blocks if lang in _PYTHON_TAGS] or [code for _, code in blocks]
+    defining = [i for i, code in enumerate(python) if set(names) & _defined(code)]
+    if defining:
+        code = python[defining[-1]]
+        others = [c for i, c in enumerate(python) if i != defining[-1]]
+        missing = set(_CALLED.findall(code)) - _defined(code) - _NOT_TESTED
+        helpers = [c for c in others if missing & _defined(c)]
+        have = set(_IMPORT.findall(code + "\n" + "\n".join(helpers)))
+        imports = list(dict.fromkeys(line for c in others for line in _IMPORT.findall(c) if line not in have))
+        code = "\n\n".join(part.strip("\n") for part in ["\n".join(imports), *helpers, code] if part.strip())
+    elif python:
+        code = "\n\n".join(c.strip("\n") for c in python)
     else:
-        tail = _OPEN_FENCE.search(completion)  # generation cut off before the closing fence
-        code = tail.group(1) if tail else completion
+        code = _unfenced(completion)
     code = code.strip("\n")
     return code if code.strip() else None
 
@@ -67,7 +120,7 @@ class MBPP(Task):
     def grade(self, problem: Problem, completion: str) -> Grade:
         from sot.sandbox import run_program
 
-        code = extract_code(completion)
+        code = extract_code(completion, functions_under_test(problem.record["test_list"]))
         if code is None:
             return Grade(False, None)
         result = run_program(build_program(problem.record, code), timeout=self.timeout, memory_mb=self.memory_mb)
@@ -80,7 +133,7 @@ class MBPP(Task):
 
         if len(problems) != len(completions):
             raise ValueError(f"grade_many: {len(problems)} problems but {len(completions)} completions")
-        codes = [extract_code(c) for c in completions]
+        codes = [extract_code(c, functions_under_test(p.record["test_list"])) for p, c in zip(problems, completions)]
         todo = [i for i, code in enumerate(codes) if code is not None]
         results = run_many([build_program(problems[i].record, codes[i]) for i in todo], workers=workers,
                            timeout=self.timeout, memory_mb=self.memory_mb)
@@ -103,3 +156,21 @@ class MBPP(Task):
 
         ds = load_dataset(*HUB_DATASET, split=split)
         return [(f"mbpp/{r['task_id']}", dict(r)) for r in ds]
+
+    def grade_authors(self, problem: Problem, completion: str) -> Grade:
+        """The authors' gen_plus_eval_codegen_mbpp.py rule (see sot.tasks.authors); every item counts."""
+        return self.grade_authors_many([problem], [completion], workers=1)[0]
+
+    def grade_authors_many(self, problems: Sequence[Problem], completions: Sequence[str],
+                           workers: int | None = None) -> list[Grade]:
+        """The authors' rule for many items, their programs through sot.sandbox.run_many (5 s timeout)."""
+        from sot.sandbox import run_many
+
+        if len(problems) != len(completions):
+            raise ValueError(f"grade_authors_many: {len(problems)} problems but {len(completions)} completions")
+        codes = [authors.mbpp_code(c) for c in completions]
+        todo = [i for i, code in enumerate(codes) if authors.mbpp_compiles(code)]
+        results = run_many([authors.mbpp_program(codes[i], problems[i].record) for i in todo], workers=workers,
+                           timeout=authors.MBPP_TIMEOUT_S, memory_mb=self.memory_mb)
+        passed = dict(zip(todo, (bool(r.passed) for r in results)))
+        return [Grade(passed.get(i, False), code) for i, code in enumerate(codes)]
