@@ -1,4 +1,5 @@
-"""Figures render from the fixture metrics (non-empty PNG + PDF); results_table formatting; input checks."""
+"""Figures render from the fixture metrics (non-empty PNG + PDF); the results table (sot.tables) formatting;
+input checks. The fixtures are made by tests/fixtures/metrics/make_accuracy.py."""
 from __future__ import annotations
 
 import json
@@ -7,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sot import plots
+from sot import plots, tables
 
 FIXTURES = Path(__file__).parent / "fixtures" / "metrics"
 
@@ -24,16 +25,31 @@ def assert_figure_files(paths, stem: Path):
     assert not list(stem.parent.glob(".*.tmp"))  # atomic writes leave no temp files behind
 
 
-def test_accuracy_by_set(tmp_path):
+def test_accuracy_by_set_with_and_without_the_difference_panels(tmp_path):
     stem = tmp_path / "figs" / "accuracy_by_set"
     assert_figure_files(plots.plot_accuracy_by_set(load("accuracy"), stem), stem)
+    plain = load("accuracy").drop(columns=["delta_vs_H", "p_vs_H_holm"])   # accuracy bars only, no stars
+    assert_figure_files(plots.plot_accuracy_by_set(plain, tmp_path / "plain"), tmp_path / "plain")
 
 
 def test_tolerance_with_and_without_f0(tmp_path):
-    acc = load("accuracy")  # gemma-2-2b has no F0 row: its 0 % point comes from G
-    assert_figure_files(plots.plot_tolerance(acc, tmp_path / "tol"), tmp_path / "tol")
+    acc, trend = load("accuracy"), load("trend")  # gemma-2-2b has no F0 row: its 0 % point comes from G
+    assert_figure_files(plots.plot_tolerance(acc, tmp_path / "tol", trend=trend), tmp_path / "tol")
+    no_stats = acc.drop(columns=["delta_vs_F0"])
+    assert_figure_files(plots.plot_tolerance(no_stats, tmp_path / "tol2"), tmp_path / "tol2")
     with pytest.raises(ValueError, match="no F<pct> rows"):
         plots.plot_tolerance(acc[~acc.set.str.startswith("F")], tmp_path / "none")
+
+
+def test_stars_follow_the_holm_adjusted_p(monkeypatch, tmp_path):
+    drawn = []
+    monkeypatch.setattr(plots, "_holm_star", lambda p: drawn.append(p) or plots._present(p) and float(p) < 0.05)
+    monkeypatch.setitem(plots.OUTPUT, "formats", ("png",))
+    monkeypatch.setitem(plots.OUTPUT, "dpi", 30)
+    acc = load("accuracy")
+    plots.plot_accuracy_by_set(acc, tmp_path / "a")
+    bars = acc[acc.set != "base"]
+    assert sorted(map(str, drawn)) == sorted(map(str, bars.p_vs_H_holm))   # never the raw p
 
 
 def test_loss_curves_by_step_and_tokens(tmp_path):
@@ -62,7 +78,7 @@ def test_inputs_are_checked():
     with pytest.raises(ValueError, match=r"missing column\(s\) \['strict_lo'\]"):
         plots.plot_accuracy_by_set(acc.drop(columns="strict_lo"), "unused")
     with pytest.raises(ValueError, match="duplicate"):
-        plots.results_table(pd.concat([acc, acc.head(1)]))
+        tables.results_table(pd.concat([acc, acc.head(1)]))
     with pytest.raises(ValueError, match="no rows"):
         plots.plot_step_validity(pd.DataFrame(columns=["task", "set", "valid_fraction", "n_steps"]), "unused")
 
@@ -73,18 +89,50 @@ def test_set_order():
 
 
 def test_results_table_formatting():
-    acc = load("accuracy")
-    table = plots.results_table(acc)
+    acc, trend = load("accuracy"), load("trend")
+    table = tables.results_table(acc, trend)
     lines = table.strip().splitlines()
-    assert lines[0] == ("| task | student | set | n | strict acc % [95% CI] | authors acc % | Δ vs H (points) "
-                        "| McNemar p |")
-    assert len(lines) == 2 + len(acc)
-    assert lines[2] == "| gsm8k | qwen2.5-1.5b | base (no fine-tuning) | 200 | 30.0 [23.6, 36.4] | 32.4 | — | — |"
-    assert lines[3] == "| gsm8k | qwen2.5-1.5b | H | 200 | 35.0 [28.4, 41.6] | 37.8 | ref | ref |"
-    assert "| gsm8k | qwen2.5-1.5b | G | 200 | 42.0 [35.2, 48.8] | 45.4 | +7.0 | 0.030 |" in lines
-    assert "| gsm8k | qwen2.5-1.5b | F100 | 200 | 30.0 [23.6, 36.4] | 32.4 | -5.0 | 0.068 |" in lines
-    tiny_p = acc.assign(p_vs_H=acc.p_vs_H.where(acc.set != "G", 0.0002), authors=None)
-    row = next(l for l in plots.results_table(tiny_p).splitlines() if "| G |" in l)
-    assert row.endswith("| — | +7.0 | <0.001 |")
+    assert lines[0].startswith("Accuracy intervals: 95% Wilson score intervals") and "Tango" in lines[0]
+    assert "Holm-adjusted over all tests of each task × student panel" in lines[0]
+    header = lines.index(next(l for l in lines if l.startswith("| task | student | set |")))
+    assert lines[header] == ("| task | student | set | n | strict acc % [95% CI] | authors acc % [95% CI] (n_parsed) "
+                             "| Δ vs H, points [95% CI] | p vs H: Holm (raw) | Δ vs F0, points [95% CI] "
+                             "| p vs F0: Holm (raw) |")
+    trend_at = lines.index(next(l for l in lines if l.startswith("Tolerance trend")))
+    rows = [l for l in lines[:trend_at] if l.startswith("| gsm8k") or l.startswith("| math")]
+    assert len(rows) == len(acc)
+    assert rows[0] == ("| gsm8k | qwen2.5-1.5b | base (no fine-tuning) | 200 | 30.0 [24.1, 36.7] | 32.3 [26.0, 39.3] "
+                       "(186) | -5.0 [-9.0, -2.7] | 0.018 (0.002) |  |  |")
+    assert rows[1] == ("| gsm8k | qwen2.5-1.5b | H | 200 | 35.0 [28.7, 41.8] | 37.6 [31.0, 44.8] (186) | ref | ref "
+                       "|  |  |")
+    assert ("| gsm8k | qwen2.5-1.5b | G | 200 | 42.0 [35.4, 48.9] | 45.2 [38.2, 52.3] (186) | +7.0 [+4.2, +11.4] "
+            "| 0.002 (<0.001) |  |  |") in rows
+    assert ("| gsm8k | qwen2.5-1.5b | F100 | 200 | 30.0 [24.1, 36.7] | 32.3 [26.0, 39.3] (186) | -5.0 [-9.0, -2.7] "
+            "| 0.018 (0.002) | -12.0 [-18.1, -6.5] | <0.001 (<0.001) |") in rows
+    assert "| gsm8k | qwen2.5-1.5b | F0 |" in rows[5] and rows[5].endswith("| ref | ref |")
+    # gemma-2-2b has no F0 run: G is its 0 % set, and a note says so
+    g_row = next(l for l in rows if l.startswith("| gsm8k | gemma-2-2b | G |"))
+    assert g_row.endswith("| ref (note 1) | ref |")
+    assert "Note 1: gsm8k · gemma-2-2b: F0 was not evaluated; the mixtures are made from G" in table
+    # the trend table
+    assert "| task | student | 0 % set | levels (% flawed) | n | slope, points per 100 % | p: Holm (raw) | z " \
+           "| n_perm |" in lines
+    assert "| gsm8k | qwen2.5-1.5b | F0 | 0,25,50,75,100 | 200 | -12.0 | 0.005 (<0.001) | -6.55 | 2000 |" in lines
+    assert "| gsm8k | gemma-2-2b | G | 0,25,50,75,100 | 200 |" in table
     # rows are built from plain dicts too (what sot.evaluate.accuracy_record returns)
-    assert plots.results_table(acc.to_dict("records")) == table
+    assert tables.results_table(acc.to_dict("records"), trend.to_dict("records")) == table
+    assert "Tolerance trend" not in tables.results_table(acc)
+
+
+def test_results_table_shows_the_reason_where_a_comparison_is_missing():
+    acc = load("accuracy")
+    broken = acc.copy()
+    w = (broken.set == "W") & (broken.task == "math") & (broken.student == "gemma-2-2b")
+    for col in ("delta_vs_H", "delta_H_lo", "delta_H_hi", "p_vs_H", "p_vs_H_holm"):
+        broken.loc[w, col] = None
+    broken.loc[w, "note_vs_H"] = "W and H were evaluated on different problems: 3 of H's ids missing"
+    table = tables.results_table(broken)
+    row = next(l for l in table.splitlines() if l.startswith("| math | gemma-2-2b | W |"))
+    assert "| — (note 3) | — |" in row       # notes 1 and 2: G stands for F0 in the gemma-2-2b panels
+    assert "Note 3: math · gemma-2-2b · W vs H: W and H were evaluated on different problems" in table
+    assert "| math | gemma-2-2b | G |" in table and table.count("| ref | ref |") >= 4   # the rest is made

@@ -22,19 +22,90 @@ def in_run_dir(tmp_path, monkeypatch):
 def test_figures_stage_draws_every_figure_and_prints_the_table(in_run_dir):
     from sot.stages import figures
 
-    table = figures.run(["gsm8k"], ["smollm2-135m"], SETS, formats=["png"], dpi=40, seed=0)
+    table = figures.run(["gsm8k"], ["smollm2-135m"], SETS, formats=["png"], dpi=40, seed=0, n_boot=500)
     out = in_run_dir / "figures"
     for name in ("accuracy_by_set", "tolerance", "loss_curves", "distance_vs_accuracy", "step_validity"):
         assert (out / f"{name}.png").stat().st_size > 1000, name
     assert not list(out.glob("*.pdf"))                          # formats is honoured
     results = (out / "results.md").read_text()
     assert results == table or table in results
-    rows = {line.split("|")[3].strip(): line for line in results.splitlines() if line.startswith("| gsm8k")}
+    assert "95% Wilson score intervals" in results and "Tango score intervals" in results
+    assert "Holm-adjusted over all tests of each task × student panel" in results
+    assert ("| task | student | set | n | strict acc % [95% CI] | authors acc % [95% CI] (n_parsed) "
+            "| Δ vs H, points [95% CI] | p vs H: Holm (raw) | Δ vs F0, points [95% CI] | p vs F0: Holm (raw) |") in results
+    rows = {line.split("|")[3].strip(): line for line in results.split("Tolerance trend")[0].splitlines()
+            if line.startswith("| gsm8k")}
     assert set(rows) == {"base (no fine-tuning)", "H", "W", "P", "F50", "F100"}
-    # the fixture's evaluation: H solved 1 of 10 problems, W none (hand-checked against data/evaluate)
-    assert "| 10.0 [0.0, 30.0] |" in rows["H"] and "| ref | ref |" in rows["H"]
-    assert "| 0.0 [0.0, 0.0] |" in rows["W"] and "| -10.0 |" in rows["W"]
+    # the fixture's evaluation (hand-checked against data/evaluate): H solved 1 of 10 problems (gsm8k/test/285),
+    # P another one (563), W, F50, F100 and the base student none; every answer parsed for the authors' rule
+    assert rows["H"] == ("| gsm8k | smollm2-135m | H | 10 | 10.0 [1.8, 40.4] | 10.0 [1.8, 40.4] (10) | ref | ref "
+                         "| ref (note 1) | ref |")
+    # W: 0 of 10 is [0, 27.8], never [0, 0]; one discordant problem: Tango [-40.4, +20.5], exact McNemar p = 1
+    assert rows["W"] == ("| gsm8k | smollm2-135m | W | 10 | 0.0 [0.0, 27.8] | 0.0 [0.0, 27.8] (10) "
+                         "| -10.0 [-40.4, +20.5] | 1.000 (1.000) |  |  |")
+    assert "| +0.0 [-34.2, +34.2] | 1.000 (1.000) |" in rows["P"]          # 1 vs 1 discordant
+    # no F0 run: the mixtures are made from H (metrics/mix), so F50 vs F0 is F50 vs H, counted once by Holm
+    assert rows["F50"].endswith("| -10.0 [-40.4, +20.5] | 1.000 (1.000) | -10.0 [-40.4, +20.5] | 1.000 (1.000) |")
+    assert "Note 1: gsm8k · smollm2-135m: F0 was not evaluated; the mixtures are made from H" in results
+    # the trend: H solved problem 285 only, so one informative problem whose permutation p is 2/3
+    trend = next(l for l in results.splitlines() if l.startswith("| gsm8k | smollm2-135m | H | 0,50,100"))
+    assert trend.startswith("| gsm8k | smollm2-135m | H | 0,50,100 | 10 | -10.0 | 1.000 (0.6") and "| 500 |" in trend
+    csv = (out / "trend.csv").read_text().splitlines()
+    assert csv[0].startswith("task,student,f0,n,slope,z,p_asymptotic,p,p_holm,n_perm,seed") and ",500,0," in csv[1]
+    accuracy = (out / "accuracy.csv").read_text().splitlines()[0]
+    assert "authors_lo" in accuracy and "p_vs_H_holm" in accuracy and "delta_vs_F0" in accuracy
     assert "gsm8k-smollm2-135m-G: data/sets/gsm8k/G.jsonl is empty" in results   # skipped runs are listed
+
+
+def test_figures_stage_passes_seed_and_n_boot_to_the_trend_test(in_run_dir):
+    from sot.stages import figures
+
+    a, _ = figures.accuracy_tables(["gsm8k"], ["smollm2-135m"], SETS, n_boot=300, seed=1)
+    _, t1 = figures.accuracy_tables(["gsm8k"], ["smollm2-135m"], SETS, n_boot=300, seed=1)
+    _, t2 = figures.accuracy_tables(["gsm8k"], ["smollm2-135m"], SETS, n_boot=300, seed=2)
+    assert (t1.n_perm.iloc[0], t1.seed.iloc[0], t2.seed.iloc[0]) == (300, 1, 2)
+    assert t1.p.iloc[0] != t2.p.iloc[0] and abs(t1.p.iloc[0] - 2 / 3) < 0.1   # Monte Carlo, seeded
+
+
+def _rewrite(path, edit):
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    path.write_text("".join(json.dumps(r) + "\n" for r in edit(rows)))
+
+
+def test_figures_stage_reports_a_set_on_other_problems_and_makes_the_rest(in_run_dir):
+    from sot.stages import figures
+
+    _rewrite(in_run_dir / "data" / "evaluate" / "gsm8k-smollm2-135m-F50.jsonl", lambda rows: rows[:-1])
+    table = figures.run(["gsm8k"], ["smollm2-135m"], SETS, formats=["png"], dpi=40, seed=0, n_boot=100)
+    f50 = next(l for l in table.splitlines() if l.startswith("| gsm8k | smollm2-135m | F50 |"))
+    assert f50.startswith("| gsm8k | smollm2-135m | F50 | 9 | 0.0 [0.0, 29.9] |")
+    assert "| — (note 2) | — | — (note 2) | — |" in f50
+    assert ("Note 2: gsm8k · smollm2-135m · F50 vs H: F50 and H were evaluated on different problems: 1 of H's ids "
+            "missing (e.g. ['gsm8k/test/1309'])") in table
+    assert "| -10.0 [-40.4, +20.5] | 1.000 (1.000) | -10.0 [-40.4, +20.5] |" in table   # F100 still compared
+    assert "| gsm8k | smollm2-135m | H | 0,100 |" in table and "Left out of the trend for gsm8k · smollm2-135m: " \
+        "F50: evaluated on other problems than H" in table
+    for name in ("accuracy_by_set", "tolerance"):
+        assert (in_run_dir / "figures" / f"{name}.png").stat().st_size > 1000
+
+
+def test_figures_stage_rejects_non_boolean_and_old_rows(in_run_dir):
+    from sot.io import DataError
+    from sot.stages import figures
+
+    path = in_run_dir / "data" / "evaluate" / "gsm8k-smollm2-135m-W.jsonl"
+    original = path.read_text()
+    _rewrite(path, lambda rows: rows[:3] + [dict(rows[3], correct="False")] + rows[4:])
+    with pytest.raises(DataError, match=r"gsm8k-smollm2-135m-W.jsonl:4: field 'correct' is 'False' \(str\)"):
+        figures.run(["gsm8k"], ["smollm2-135m"], SETS, formats=["png"], dpi=40)
+    path.write_text(original)
+    _rewrite(path, lambda rows: [{k: v for k, v in r.items() if not k.startswith("authors_")} for r in rows])
+    with pytest.raises(DataError, match=r"W.jsonl:1: no field 'authors_correct'.*rerun `dvc repro evaluate`"):
+        figures.run(["gsm8k"], ["smollm2-135m"], SETS, formats=["png"], dpi=40)
+    path.write_text(original)
+    (in_run_dir / "data" / "evaluate" / "gsm8k-smollm2-135m-P.jsonl").unlink()
+    with pytest.raises(DataError, match="P.jsonl: no per-problem rows"):
+        figures.run(["gsm8k"], ["smollm2-135m"], SETS, formats=["png"], dpi=40)
 
 
 def test_figures_stage_fails_loudly_without_metrics(tmp_path, monkeypatch):

@@ -1,154 +1,100 @@
-"""Paper figures and the results table. Every figure function takes plain data and an output path stem,
-writes <stem>.png (dpi 150) and <stem>.pdf atomically, and returns the two paths. Figures are drawn on
-matplotlib's Agg canvas without pyplot (no global state; safe in notebooks and workers).
+"""Paper figures. Every figure function takes plain data and an output path stem, writes <stem>.png
+(dpi 150) and <stem>.pdf atomically, and returns the two paths. Figures are drawn on matplotlib's Agg canvas
+without pyplot (no global state; safe in notebooks and workers). Shared pieces (set order and colours,
+frame checks, saving) live in sot.plot_base; the results table is sot.tables.
 
 Input data: pandas DataFrames (or lists of dicts) with these columns (extra columns are ignored):
 
 accuracy    task, student, set, strict, strict_lo, strict_hi, n           (fractions in [0, 1])
-            optional: authors, delta_vs_H, p_vs_H (p_vs_H < 0.05 draws a * over the bar)
+            optional: authors, authors_lo, authors_hi, n_parsed; delta_vs_H, delta_H_lo, delta_H_hi, p_vs_H,
+            p_vs_H_holm (a * over the bar when < 0.05), note_vs_H; F0 (the set used as F0), delta_vs_F0,
+            delta_F0_lo, delta_F0_hi, p_vs_F0, p_vs_F0_holm, note_vs_F0.
             One row per evaluated (task, student, set); set is one of H, P, G, W, F0 ... F100, or "base"
             for the student without fine-tuning. sot.evaluate.accuracy_record builds these rows.
+trend       task, student, f0, levels, n, slope, p, p_holm (optional: z, n_perm, note): the tolerance trend
+            test of each (task, student) (sot.evaluate.trend_record)
 loss        task, set, step, tokens, loss          (optional: student; one row per logged step)
 distance    task, set, nll                          (optional: ppl, student) mean per-token NLL (nats) of
             each training set's completions under the base student
 steps       task, set, valid_fraction, n_steps     fraction of arithmetic steps that are valid
 
+Intervals are drawn as given: the stage fills them with Wilson score intervals (accuracy) and Tango score
+intervals (paired differences); see sot.metrics.
+
 Functions: plot_accuracy_by_set, plot_tolerance, plot_loss_curves, plot_distance_vs_accuracy,
-plot_step_validity, results_table (markdown), set_order.
+plot_step_validity, set_order.
 """
 from __future__ import annotations
 
 import math
-import re
-import textwrap
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import EngFormatter
 
-from sot.io import atomic_path
+from sot.plot_base import (BASE, OUTPUT, SET_MEANING, _F_SET, _accuracy_frame, _accuracy_top, _figure,  # noqa: F401
+                           _frame, _n_text, _save, set_color, set_order, set_output)
 
-BASE = "base"
-_F_SET = re.compile(r"^F(\d+)$")
-_FIXED = {"H": "#4d4d4d", "P": "#8e6bbf", "G": "#2a9d5c", "W": "#d1495b"}
-SET_MEANING = ("H = human traces (reference), P = H paraphrased toward the model's style, "
-               "G / W = teacher traces graded correct / wrong, Fk = k % of traces completely flawed")
+def _present(v) -> bool:
+    return v is not None and not pd.isna(v)
 
 
-def set_order(names) -> list[str]:
-    """H, P, G, W, then F<pct> by pct, then any other names alphabetically; "base" is left out."""
-    names = [n for n in dict.fromkeys(names) if n != BASE]
-    fixed = [n for n in ("H", "P", "G", "W") if n in names]
-    flawed = sorted((n for n in names if _F_SET.match(n)), key=lambda n: int(_F_SET.match(n)[1]))
-    rest = sorted(n for n in names if n not in fixed and n not in flawed)
-    return fixed + flawed + rest
+def _err(frame: pd.DataFrame, est: str, lo: str, hi: str) -> np.ndarray:
+    """Asymmetric error-bar lengths in points (rows without an interval get none)."""
+    e, l, h = (frame[c].astype(float).to_numpy() for c in (est, lo, hi))
+    return np.nan_to_num(100 * np.vstack([e - l, h - e]))
 
 
-def set_color(name: str):
-    if name in _FIXED:
-        return _FIXED[name]
-    if m := _F_SET.match(name):
-        import matplotlib as mpl
-        return mpl.colormaps["Blues"](0.35 + 0.6 * min(int(m[1]), 100) / 100)
-    return sns.color_palette("tab10")[sum(map(ord, name)) % 10]
+def _delta_axis(ax, x, names, sub: pd.DataFrame, prefix: str, ref_label: str, color) -> None:
+    """Points with interval bars for the paired differences `delta_vs_<prefix>` (points); "—" where not made."""
+    ax.axhline(0, color="black", lw=0.8)
+    for xi, name in zip(x, names):
+        r = sub.loc[name]
+        if name == ref_label:
+            ax.text(xi, 0, "ref", ha="center", va="bottom", fontsize="small")
+        elif _present(r.get(f"delta_vs_{prefix}")):
+            d = 100 * float(r[f"delta_vs_{prefix}"])
+            lo, hi = 100 * float(r[f"delta_{prefix}_lo"]), 100 * float(r[f"delta_{prefix}_hi"])
+            ax.errorbar(xi, d, yerr=[[d - lo], [hi - d]], marker="o", capsize=3, color=color(name), ls="")
+        else:
+            ax.text(xi, 0, "—", ha="center", va="bottom", fontsize="small")
 
 
-def _accuracy_frame(data) -> pd.DataFrame:
-    df = _frame(data, ("task", "student", "set", "strict", "strict_lo", "strict_hi", "n"), "accuracy")
-    dup = df[df.duplicated(["task", "student", "set"], keep=False)]
-    if len(dup):
-        raise ValueError(f"accuracy data: duplicate (task, student, set) rows, e.g. "
-                         f"{tuple(dup.iloc[0][['task', 'student', 'set']])}; keep one row per evaluation")
-    return df
-
-
-def _frame(data, required: tuple[str, ...], what: str) -> pd.DataFrame:
-    df = data.copy() if isinstance(data, pd.DataFrame) else pd.DataFrame(list(data))
-    missing = [c for c in required if c not in df.columns]
-    if missing:
-        raise ValueError(f"{what} data: missing column(s) {missing}; required {list(required)}, "
-                         f"present {list(df.columns)} (see the sot.plots docstring)")
-    if df.empty:
-        raise ValueError(f"{what} data: no rows")
-    return df
-
-
-@contextmanager
-def _figure(nrows: int, ncols: int, width: float, height: float, **kw):
-    with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.85):
-        fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
-        FigureCanvasAgg(fig)
-        axes = fig.subplots(nrows, ncols, squeeze=False, **kw)
-        yield fig, axes
-
-
-OUTPUT = {"formats": ("png", "pdf"), "dpi": 150}  # set by set_output (params.yaml: figures.formats, dpi)
-_SAVE_OPTIONS = {"png": {"metadata": {"Software": None}}, "pdf": {"metadata": {"CreationDate": None}},
-                 "svg": {"metadata": {"Date": None}}}
-
-
-def set_output(formats=("png", "pdf"), dpi: int = 150) -> None:
-    """Choose the file formats and raster resolution every figure function writes."""
-    unknown = [f for f in formats if f not in _SAVE_OPTIONS]
-    if unknown or not formats:
-        raise ValueError(f"params.yaml figures.formats: unsupported {unknown or formats}; use png, pdf, svg")
-    OUTPUT.update(formats=tuple(formats), dpi=int(dpi))
-
-
-def _save(fig: Figure, out_stem, title: str, caption: str) -> list[Path]:
-    fig.suptitle(title, fontsize="large", fontweight="bold")
-    chars = int(fig.get_figwidth() * 15)  # about 15 characters per inch at the "small" font size
-    fig.supxlabel("\n".join(textwrap.fill(part, chars) for part in caption.split("\n")),
-                  fontsize="small", color="dimgray")
-    paths = []
-    for fmt in OUTPUT["formats"]:
-        extra = dict(_SAVE_OPTIONS[fmt], dpi=OUTPUT["dpi"])
-        path = Path(f"{out_stem}.{fmt}")
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=fmt, bbox_inches="tight", **extra)
-        paths.append(path)
-    return paths
-
-
-def _accuracy_top(strict_hi) -> float:
-    """Upper y limit (%) for accuracy axes: room above the highest interval, at least 5 % so all-zero panels read."""
-    return min(100, 100 * float(np.nanmax(np.asarray(strict_hi, float), initial=0)) * 1.15 + 5)
-
-
-def _n_text(ns) -> str:
-    ns = sorted({int(n) for n in ns})
-    return f"n = {ns[0]}" if len(ns) == 1 else f"n = {ns[0]}-{ns[-1]}"
+def _holm_star(p) -> bool:
+    return _present(p) and float(p) < 0.05
 
 
 def plot_accuracy_by_set(accuracy, out_stem, reference: str = "H", level: float = 0.95) -> list[Path]:
-    """Bars of strict accuracy per training set with CIs; one panel per (student row, task column)."""
+    """Bars of strict accuracy per training set (Wilson intervals) and, below, each set minus the reference on
+    the same problems (Tango intervals; when delta_vs_H is present); one column per task, a pair of rows per student."""
     df = _accuracy_frame(accuracy)
     tasks, students = list(dict.fromkeys(df["task"])), list(dict.fromkeys(df["student"]))
+    has_delta = "delta_vs_H" in df and df["delta_vs_H"].notna().any()
+    rows_per = 2 if has_delta else 1
     n_bars = len(set_order(df.set))
-    with _figure(len(students), len(tasks), max(4.2, 0.6 * n_bars + 1), 3.4) as (fig, axes):
+    kw = {"gridspec_kw": {"height_ratios": [3.4, 2.0] * len(students)}} if has_delta else {}
+    with _figure(rows_per * len(students), len(tasks), max(5.2, 0.6 * n_bars + 1.6), 3.4 if not has_delta else 2.7,
+                 **kw) as (fig, axes):
         for r, student in enumerate(students):
             for c, task in enumerate(tasks):
-                ax, sub = axes[r][c], df[(df.task == task) & (df.student == student)]
+                ax, sub = axes[rows_per * r][c], df[(df.task == task) & (df.student == student)]
                 bars = sub[sub.set != BASE].set_index("set").loc[set_order(sub.set)] if len(sub) else sub
                 if bars.empty and not (sub.set == BASE).any():
-                    ax.set_axis_off()
+                    for k in range(rows_per):
+                        axes[rows_per * r + k][c].set_axis_off()
                     continue
                 x = np.arange(len(bars))
-                y = 100 * bars.strict.to_numpy(float)
-                err = 100 * np.vstack([bars.strict - bars.strict_lo, bars.strict_hi - bars.strict]).astype(float)
-                ax.bar(x, y, yerr=err, capsize=3, color=[set_color(s) for s in bars.index],
+                ax.bar(x, 100 * bars.strict.to_numpy(float), yerr=_err(bars, "strict", "strict_lo", "strict_hi"),
+                       capsize=3, color=[set_color(s) for s in bars.index],
                        edgecolor=["black" if s == reference else "none" for s in bars.index],
                        hatch=["//" if s == reference else "" for s in bars.index], linewidth=1.2)
-                if "p_vs_H" in bars:
-                    for xi, hi, p in zip(x, bars.strict_hi, bars.p_vs_H):
-                        if p is not None and not pd.isna(p) and p < 0.05:
+                if "p_vs_H_holm" in bars:
+                    for xi, hi, p in zip(x, bars.strict_hi, bars.p_vs_H_holm):
+                        if _holm_star(p):
                             ax.text(xi, 100 * hi + 1, "*", ha="center", fontsize="large")
                 base = sub[sub.set == BASE]
                 if len(base):
@@ -156,66 +102,123 @@ def plot_accuracy_by_set(accuracy, out_stem, reference: str = "H", level: float 
                 ax.set_xticks(x, [f"{s}\n(ref)" if s == reference else s for s in bars.index])
                 ax.set_ylim(0, _accuracy_top(sub.strict_hi))
                 ax.set_title(f"{task} · {student} ({_n_text(sub.n)})", fontsize="medium")
-                ax.set_xlabel("training set")
                 ax.set_ylabel("strict accuracy (%)")
+                if has_delta:
+                    dax = axes[rows_per * r + 1][c]
+                    _delta_axis(dax, x, list(bars.index), bars, "H", reference, set_color)
+                    dax.set_xticks(x, list(bars.index))
+                    dax.set_xlim(ax.get_xlim())
+                    dax.set_ylabel(f"set − {reference} (points)")
+                    dax.set_xlabel("training set")
+                else:
+                    ax.set_xlabel("training set")
         fig.legend(handles=[Patch(facecolor=set_color(reference), edgecolor="black", hatch="//",
                                   label=f"{reference}: reference set"),
                             Line2D([], [], ls="--", color="black", label="base student (no fine-tuning)"),
-                            Line2D([], [], ls="", marker="$*$", color="black", label=f"p < 0.05 vs {reference}")],
+                            Line2D([], [], ls="", marker="$*$", color="black",
+                                   label=f"Holm-adjusted p < 0.05 vs {reference}")],
                    loc="outside right center", frameon=False)
+        delta_text = (f" Lower panels: accuracy minus {reference}'s on the same problems (points), {level:.0%} Tango "
+                      "score intervals for paired proportions; — : not comparable (see the results table)."
+                      if has_delta else "")
         return _save(fig, out_stem, "Test accuracy after fine-tuning on each training set",
                      f"Strict accuracy (unparseable answers count as wrong), greedy decoding; error bars: "
-                     f"{level:.0%} bootstrap intervals; * exact McNemar test vs {reference}; n = test problems.\n"
+                     f"{level:.0%} Wilson score intervals.{delta_text} * exact McNemar test vs {reference}, "
+                     f"Holm-adjusted over all tests of the panel (intervals unadjusted); n = test problems.\n"
                      + SET_MEANING)
 
 
-def plot_tolerance(accuracy, out_stem, f0_set: str = "G", level: float = 0.95) -> list[Path]:
-    """Accuracy vs the flawed fraction of the training set (F0..F100); one panel per task, a line per student.
+def _trend_text(trend: pd.DataFrame | None, task: str, student: str, with_name: bool) -> str | None:
+    if trend is None or trend.empty:
+        return None
+    row = trend[(trend.task == task) & (trend.student == student)]
+    if row.empty:
+        return None
+    t, who = row.iloc[0], f"{student}: " if with_name else ""
+    if not _present(t.get("p")):
+        return f"{who}no trend test ({t.get('note')})"
+    return f"{who}trend {float(t.slope) * 100:+.1f} pts/100 %, p {_p_text(t.p)}, Holm {_p_text(t.p_holm)}"
 
-    f0_set: the set the F mixtures are built from; used as the 0 % point when F0 was not evaluated.
+
+def _p_text(p) -> str:
+    return "—" if not _present(p) else ("< 0.001" if float(p) < 0.001 else f"= {float(p):.3f}")
+
+
+def plot_tolerance(accuracy, out_stem, trend=None, f0_set: str = "G", level: float = 0.95) -> list[Path]:
+    """Accuracy vs the flawed fraction of the training set (F0..F100); one panel per task, a line per student;
+    below, each F<pct> minus F0 on the same problems (when delta_vs_F0 is present); the trend test in the panel.
+
+    trend: rows of sot.evaluate.trend_record (task, student, f0, slope, p, p_holm, note); its f0 names the set
+    used as the 0 % point, else f0_set (the set the F mixtures are built from) when F0 was not evaluated.
     """
     df = _accuracy_frame(accuracy)
+    trend = None if trend is None else (trend.copy() if isinstance(trend, pd.DataFrame) else pd.DataFrame(list(trend)))
     df["pct"] = df["set"].map(lambda s: int(m[1]) if (m := _F_SET.match(str(s))) else None)
     if df.pct.isna().all():
         raise ValueError(f"accuracy data: no F<pct> rows (sets present: {sorted(set(df.set))})")
     tasks = [t for t in dict.fromkeys(df.task) if df[(df.task == t)].pct.notna().any()]
     palette = dict(zip(dict.fromkeys(df.student), sns.color_palette("colorblind")))
-    with _figure(1, len(tasks), 4.6, 3.6) as (fig, axes):
-        for ax, task in zip(axes[0], tasks):
+    has_delta = "delta_vs_F0" in df and df["delta_vs_F0"].notna().any()
+    kw = {"gridspec_kw": {"height_ratios": [3.6, 2.2]}} if has_delta else {}
+    with _figure(2 if has_delta else 1, len(tasks), 5.6, 3.0 if has_delta else 3.6, **kw) as (fig, axes):
+        for c, task in enumerate(tasks):
+            ax, notes = axes[0][c], []
             for k, (student, color) in enumerate(palette.items()):
                 sub = df[(df.task == task) & (df.student == student)]
                 pts = sub[sub.pct.notna()].copy()
                 if pts.empty:
                     continue
                 label = student
-                if 0 not in set(pts.pct) and (sub.set == f0_set).any():
-                    pts = pd.concat([pts, sub[sub.set == f0_set].assign(pct=0)])
-                    label += f" (0 % = {f0_set}: F0 not run)"
+                f0 = f0_set
+                if trend is not None and len(t := trend[(trend.task == task) & (trend.student == student)]):
+                    f0 = t.iloc[0].get("f0") if _present(t.iloc[0].get("f0")) else f0_set
+                if 0 not in set(pts.pct) and (sub.set == f0).any():
+                    pts = pd.concat([pts, sub[sub.set == f0].assign(pct=0)])
+                    label += f" (0 % = {f0}: F0 not run)"
                 pts = pts.sort_values("pct")
                 dodge = 1.5 * (k - (len(palette) - 1) / 2)  # keeps error bars of students apart
-                x, y = pts.pct.to_numpy(float) + dodge, 100 * pts.strict.to_numpy(float)
-                ax.errorbar(x, y, yerr=100 * np.vstack([pts.strict - pts.strict_lo,
-                                                         pts.strict_hi - pts.strict]).astype(float),
-                            marker="o", capsize=3, color=color, label=label)
+                ax.errorbar(pts.pct.to_numpy(float) + dodge, 100 * pts.strict.to_numpy(float),
+                            yerr=_err(pts, "strict", "strict_lo", "strict_hi"), marker="o", capsize=3, color=color,
+                            label=label)
                 base = sub[sub.set == BASE]
                 if len(base):
                     ax.axhline(100 * float(base.strict.iloc[0]), ls=":", color=color, lw=1,
                                label=f"{student}: base student")
-            ax.set_xticks([0, 25, 50, 75, 100])
-            ax.set_xlim(-5, 105)
-            ax.set_ylim(-2, _accuracy_top(df[df.task == task].strict_hi))
+                if text := _trend_text(trend, task, student, len(palette) > 1):
+                    notes.append(text)
+                if has_delta:
+                    fl = pts[(pts.pct > 0) & pts.delta_vs_F0.notna()]
+                    d = 100 * fl.delta_vs_F0.to_numpy(float)
+                    axes[1][c].errorbar(fl.pct.to_numpy(float) + dodge, d,
+                                        yerr=_err(fl, "delta_vs_F0", "delta_F0_lo", "delta_F0_hi"),
+                                        marker="o", capsize=3, color=color, ls="")
+            top = _accuracy_top(df[df.task == task].strict_hi)
+            ax.set_ylim(-2, top * (1 + 0.1 * len(notes)))
+            if notes:   # short lines inside the axes (top right: the curves start high on the left)
+                ax.text(0.98, 0.98, "\n".join(notes), transform=ax.transAxes, ha="right", va="top",
+                        fontsize="x-small")
             ax.set_title(f"{task} ({_n_text(df[df.task == task].n)} test problems)", fontsize="medium")
-            ax.set_xlabel("flawed traces in the training set (%)")
             ax.set_ylabel("strict accuracy (%)")
+            for a in axes[:, c]:
+                a.set_xticks([0, 25, 50, 75, 100])
+                a.set_xlim(-5, 105)
+            axes[-1][c].set_xlabel("flawed traces in the training set (%)")
+            if has_delta:
+                axes[1][c].axhline(0, color="black", lw=0.8)
+                axes[1][c].set_ylabel("F<pct> − F0 (points)")
         handles = {}
         for ax in axes[0]:
             for h, label in zip(*ax.get_legend_handles_labels()):
                 handles.setdefault(label, h)
         fig.legend(handles.values(), handles.keys(), loc="outside right center", frameon=False,
                    fontsize="small", title="student")
+        delta_text = (f" Lower panels: F<pct> minus F0 on the same problems (points), {level:.0%} Tango score "
+                      "intervals." if has_delta else "")
         return _save(fig, out_stem, "Tolerance to flawed reasoning traces",
                      f"Strict test accuracy after fine-tuning on mixtures with k % completely flawed traces; "
-                     f"error bars: {level:.0%} bootstrap intervals; dotted: student without fine-tuning.")
+                     f"error bars: {level:.0%} Wilson score intervals; dotted: student without fine-tuning."
+                     f"{delta_text} Trend: least-squares slope of accuracy over k; p: permutation test of the "
+                     "linear trend within problems, Holm-adjusted over all tests of the panel.")
 
 
 def plot_loss_curves(loss, out_stem, x: str = "step") -> list[Path]:
@@ -279,7 +282,7 @@ def plot_distance_vs_accuracy(distance, accuracy, out_stem, self_nll: dict | Non
                        loc="outside right center", frameon=False, title="student")
         return _save(fig, out_stem, "Distance from the student's distribution vs accuracy",
                      f"Lower NLL = training traces closer to what the student itself would write; error bars: "
-                     f"{level:.0%} bootstrap intervals.\n" + SET_MEANING)
+                     f"{level:.0%} Wilson score intervals.\n" + SET_MEANING)
 
 
 def plot_step_validity(steps, out_stem) -> list[Path]:
@@ -305,31 +308,3 @@ def plot_step_validity(steps, out_stem) -> list[Path]:
         return _save(fig, out_stem, "Arithmetic validity of reasoning steps by training set",
                      "Share of arithmetic steps (a op b = c) in the traces whose stated result is correct; "
                      "number above each bar: steps checked (n).\n" + SET_MEANING)
-
-
-def _pct(v) -> str:
-    return "—" if v is None or pd.isna(v) else f"{100 * v:.1f}"
-
-
-def results_table(accuracy, reference: str = "H", level: float = 0.95) -> str:
-    """Markdown table: task, student, set, n, strict acc [CI], authors acc, delta vs H (points), McNemar p."""
-    df = _accuracy_frame(accuracy)
-    lines = [f"| task | student | set | n | strict acc % [{level:.0%} CI] | authors acc % | Δ vs {reference} (points) "
-             "| McNemar p |",
-             "|---|---|---|---:|---|---:|---:|---:|"]
-    for task in dict.fromkeys(df.task):
-        for student in dict.fromkeys(df[df.task == task].student):
-            sub = df[(df.task == task) & (df.student == student)].set_index("set")
-            for name in ([BASE] if BASE in sub.index else []) + set_order(sub.index):
-                r = sub.loc[name]
-                delta, p = r.get("delta_vs_H"), r.get("p_vs_H")
-                if name == reference:
-                    delta_s, p_s = "ref", "ref"
-                else:
-                    delta_s = "—" if delta is None or pd.isna(delta) else f"{100 * delta:+.1f}"
-                    p_s = "—" if p is None or pd.isna(p) else ("<0.001" if p < 0.001 else f"{p:.3f}")
-                label = "base (no fine-tuning)" if name == BASE else name
-                lines.append(f"| {task} | {student} | {label} | {int(r.n)} | {_pct(r.strict)} "
-                             f"[{_pct(r.strict_lo)}, {_pct(r.strict_hi)}] | {_pct(r.get('authors'))} "
-                             f"| {delta_s} | {p_s} |")
-    return "\n".join(lines) + "\n"

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sot.evaluate import evaluate
-from sot.io import read_json, read_jsonl, write_json, write_jsonl
+from sot.evaluate import check_rows, evaluate
+from sot.io import DataError, iter_jsonl, read_json, write_json, write_jsonl
 from sot.llm import get_backend
+from sot.resume import resumable
 from sot.stages import DATA, METRICS, run_name
 from sot.stages.common import backend_options, load_problems, model_ref
 from sot.tasks import get_task
@@ -37,17 +38,20 @@ def run(task: str, student: str, set_name: str, models: dict, style: str, seed: 
     problems = load_problems(task, "test")
     model, adapter = student_weights(models, student, task, set_name)
     llm = get_backend(backend, model, adapter=adapter, **backend_options(backend, batch_size))
+    llm = resumable(llm, DATA / ".cache" / "evaluate" / name)   # shards survive a kill
     rows, summary = evaluate(get_task(task), problems, llm, style=style, max_new_tokens=max_new_tokens,
-                             batch_size=batch_size, n_boot=n_boot, seed=seed)
+                             batch_size=None, n_boot=n_boot, seed=seed)
     write_jsonl(DATA / "evaluate" / f"{name}.jsonl", rows)
     summary.update(student=student, set=set_name, model=model, adapter=adapter)
     write_json(METRICS / "evaluate" / f"{name}.json", summary)
-    keys = ("strict", "strict_lo", "strict_hi", "authors", "n", "n_parsed")
+    keys = ("n", "strict", "strict_lo", "strict_hi", "n_parsed", "authors", "authors_lo", "authors_hi")
     return {k: summary[k] for k in keys if k in summary}
 
 
-def load_rows(task: str, student: str, set_name: str) -> list[dict] | None:
+def load_rows(task: str, student: str, set_name: str) -> list[dict]:
+    """The stored per-problem rows of one run, checked (sot.evaluate.check_rows: errors name file and line)."""
     path = Path(DATA / "evaluate" / f"{run_name(task, student, set_name)}.jsonl")
     if not path.exists():
-        return None
-    return read_jsonl(path, required=("id", "correct"))
+        raise DataError(f"{path}: no per-problem rows for an evaluated run; rerun `dvc repro evaluate`")
+    numbered = list(iter_jsonl(path))
+    return check_rows([r for _, r in numbered], str(path), lines=[n for n, _ in numbered])
