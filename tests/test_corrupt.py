@@ -152,16 +152,29 @@ class FixedBackend:
 
 
 def test_lm_rewrite_keeps_only_wrong_outputs():
-    task, problems = toy_gsm8k(3)
-    backend = FixedBackend(problems, ["Here is the rewritten solution:\n0+1=5\n#### 5",   # wrong: kept, cleaned
-                            "1+1=2\n#### 2",                                    # still correct: rejected
-                            "I cannot do that."])                              # no answer: rejected
+    task, problems = toy_gsm8k(4)
+    backend = FixedBackend(problems, [
+        "Here is the flawed solution: <rewritten>\n0+1=5\n#### 5\n</rewritten>\nNote: every step is wrong.",  # kept
+        "<rewritten>1+1=2\n#### 2</rewritten>",           # still correct: rejected
+        "<rewritten>I cannot do that.</rewritten>",         # no answer: rejected
+        "Sure, here it is:\n3+1=7\n#### 7"])                # no tags: not extracted, not kept
     op = lm_rewrite(backend, Sampling(temperature=0.8, seed=10))
     flawed, m = corrupt_traces(as_records(problems), problems, task, op, max_tries=2)
     assert [(f["id"], f["completion"]) for f in flawed] == [("g/0", "0+1=5\n#### 5")]
-    assert m["operator"] == "lm_rewrite" and m["n_failed"] == 2 and backend.seeds == [10, 11]
+    assert m["operator"] == "lm_rewrite" and m["n_failed"] == 3 and backend.seeds == [10, 11]
+    assert m["failure_reasons"]["no_output"] == 1 and op.extraction_failures == {"no_tags": 2}   # one per try
+    assert op.last_reasons == [None, None, "no_tags"]                 # the last try: the three still pending
     with pytest.raises(ValueError, match="question"):
         lm_rewrite(backend, Sampling(), template="only {solution}")
+
+
+def test_lm_rewrite_template_asks_for_tags():
+    from sot.corrupt import DEFAULT_FLAW_TEMPLATE
+    from sot.paraphrase import extract_tagged
+
+    assert "<rewritten>your rewritten solution</rewritten>" in DEFAULT_FLAW_TEMPLATE.splitlines()
+    assert extract_tagged(DEFAULT_FLAW_TEMPLATE) == ("your rewritten solution", None)
+    assert "{question}" in DEFAULT_FLAW_TEMPLATE and "{solution}" in DEFAULT_FLAW_TEMPLATE
 
 
 def test_make_mixtures_end_to_end():

@@ -77,3 +77,17 @@ def test_accepts_a_model_reference(tiny_model, model_tok):
     by_ref = completion_nll(tiny_model, RECORDS[:1], "plain", render=render, progress=False)
     by_pair = completion_nll(model_tok, RECORDS[:1], "plain", render=render, progress=False)
     assert by_ref["nll"] == pytest.approx(by_pair["nll"], rel=1e-5)
+
+
+def test_truncated_completions_are_scored_without_an_end_token(model_tok):
+    """A completion cut by the length limit did not end: no synthetic EOS is scored after it, and it is counted."""
+    _, tok = model_tok
+    done = dict(RECORDS[0], source={"finish_reason": "stop"})
+    cut = dict(RECORDS[0], id="cut", source={"kind": "student greedy", "finish_reason": "length", "truncated": True})
+    got = completion_nll(model_tok, [done, cut], "plain", render=render, progress=False)
+    n_completion = len(tok(RECORDS[0]["completion"], add_special_tokens=False).input_ids)
+    assert [r["n_tokens"] for r in got["records"]] == [n_completion + 1, n_completion]
+    assert got["n_unterminated"] == 1 and got["n_tokens"] == 2 * n_completion + 1
+    alone = completion_nll(model_tok, [done], "plain", render=render, progress=False)
+    assert got["records"][0]["nll"] == pytest.approx(alone["records"][0]["nll"], rel=1e-5)
+    assert alone["n_unterminated"] == 0

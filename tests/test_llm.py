@@ -98,6 +98,22 @@ def test_messages_are_rendered_with_the_chat_template(hf):
     assert hf.generate([messages], s, progress=False) == hf.generate([rendered], s, progress=False)
 
 
+@pytest.mark.parametrize("style", ["plain", "chat"])
+def test_generation_reads_the_prompt_ids_training_uses(hf, style):
+    """render/encode (every backend) and sot.sft.data (training, distance) share sot.prompts and sot.tokens."""
+    from sot import prompts
+    from sot.llm.base import encode, render
+    from sot.sft.data import IGNORE, build_dataset
+
+    tok, question = hf.tokenizer, "What is 1+1?"
+    text = prompts.render(question, style, tok)
+    if style == "chat":
+        assert render(tok, [{"role": "user", "content": question}]) == text
+    example = build_dataset([{"id": "q", "prompt": question, "completion": "2"}], tok, style, 128).examples[0]
+    n_prompt = example["labels"].count(IGNORE)
+    assert encode(tok, text) == example["input_ids"][:n_prompt]
+
+
 def test_checkpoint_generation_defaults_are_ignored(tiny_model, hf, tmp_path):
     import shutil
     shutil.copytree(tiny_model, tmp_path / "m")

@@ -125,3 +125,60 @@ def test_real_gsm8k_grader(data_dir):
     assert [r["source"]["sample"] for r in sets["G"]] == [0, 0, 0]
     assert [r["source"]["sample"] for r in sets["W"]] == [1, 1, 1]
     assert m["n_problems_with_both"] == 3 and m["frac_correct_samples"] == 0.5
+
+
+def truncation_case():
+    """Two problems; the only correct sample of fake/0 and the only parsed wrong sample of fake/1 were cut by the
+    length limit (a GSM8K-like trace cut at "...Multiply that" still has a last number)."""
+    problems = make_problems(2)
+    rows = [("fake/0", 0, "s0 ... #### 0", "length"), ("fake/0", 1, "s1\n#### 7", "stop"),
+            ("fake/0", 2, "s2 cut", "length"),
+            ("fake/1", 0, "s0\n#### 1", "stop"), ("fake/1", 1, "s1 Multiply that #### 5", "length"),
+            ("fake/1", 2, "s2\n#### 1", "stop")]
+    samples = [{"id": pid, "sample": j, "completion": text, "finish_reason": reason, "n_tokens": 4}
+               for pid, j, text, reason in rows]
+    return problems, samples
+
+
+def test_truncated_samples_are_never_g_or_w_by_default():
+    problems, samples = truncation_case()
+    sets, m = classify(samples, problems, FakeTask(), balanced=False)
+    assert [r["id"] for r in sets["G"]] == ["fake/1"] and [r["id"] for r in sets["W"]] == ["fake/0"]
+    assert all(r["source"]["truncated"] is False for name in ("G", "W") for r in sets[name])
+    assert {r["source"]["truncated_policy"] for name in sets for r in sets[name]} == {"drop"}   # every record
+    t = m["truncated"]
+    assert m["truncated_policy"] == "drop" and t["policy"] == "drop"
+    assert t["n_samples"] == 3 and t["frac_samples"] == pytest.approx(0.5)
+    assert t["among_correct"] == 1 and t["among_wrong"] == 1 and t["excluded"] == {"G": 1, "W": 1}
+    assert t["problems_lost_G"] == 1 and t["problems_lost_W"] == 1
+    assert m["sets"]["G"]["n_truncated"] == 0 and m["sets"]["W"]["n_truncated"] == 0
+    balanced, _ = classify(samples, problems, FakeTask(), balanced=True)
+    assert all(balanced[name] == [] for name in ("H", "G", "W"))      # no problem keeps both a G and a W
+
+
+def test_keep_makes_truncated_samples_eligible_and_says_so():
+    problems, samples = truncation_case()
+    sets, m = classify(samples, problems, FakeTask(), balanced=False, truncated="keep")
+    assert [r["id"] for r in sets["G"]] == ["fake/0", "fake/1"] and len(sets["W"]) == 2
+    g0 = sets["G"][0]
+    assert g0["source"]["truncated"] is True and g0["source"]["finish_reason"] == "length"
+    assert g0["source"]["truncated_policy"] == "keep" and sets["H"][0]["source"]["truncated_policy"] == "keep"
+    assert m["truncated"]["excluded"] == {"G": 0, "W": 0} and m["truncated"]["problems_lost_G"] == 0
+    assert m["sets"]["G"]["n_truncated"] == 1 and m["sets"]["W"]["n_truncated"] == 1
+    with pytest.raises(ValueError, match="classify.truncated"):
+        classify(samples, problems, FakeTask(), truncated="maybe")
+
+
+def test_truncated_g_and_w_are_trained_without_an_end_token(tiny_model):
+    """What `keep` means downstream: the record's source flag reaches sot.sft.data, which adds no end token."""
+    from transformers import AutoTokenizer
+
+    from sot.sft.data import IGNORE, build_dataset
+
+    problems, samples = truncation_case()
+    sets, _ = classify(samples, problems, FakeTask(), balanced=False, truncated="keep")
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    tset = build_dataset(sets["G"], tok, "plain", 128)
+    assert tset.n_unterminated == 1
+    last = [[t for t in e["labels"] if t != IGNORE][-1] for e in tset.examples]
+    assert last[0] != tok.eos_token_id and last[1] == tok.eos_token_id

@@ -5,9 +5,10 @@ Operators (registry OPERATORS: name -> function(problem, trace, rng) -> flawed t
   result that propagates into what follows, the final answer is made wrong; MBPP code is mutated
   (flipped comparisons, off-by-one ranges, negated returns ...) so that it fails its tests;
 - "lm_rewrite" (LM-written; `lm_rewrite(backend, sampling, template)` builds it): an LM rewrites the trace
-  with an error in every step and a wrong final answer. Retries use sampling seed + attempt, so they only
-  differ with temperature > 0. An operator with a `batch(problems, traces, attempt)` method gets whole
-  batches; plain functions get one trace and an rng seeded by sha256(seed, id, attempt).
+  with an error in every step and a wrong final answer, between <rewritten> tags; only the last complete tag
+  pair is kept (sot.paraphrase.extract_tagged), a reply without one fails as no_output. Retries use sampling
+  seed + attempt, so they only differ with temperature > 0. An operator with a `batch(problems, traces,
+  attempt)` method gets whole batches; plain functions get one trace and an rng seeded by sha256(seed, id, attempt).
 Every flawed trace is graded by the task and kept only when it grades wrong (and, with require_parsed, has
 an answer). A trace that still grades correct (or comes back empty or unchanged) is retried with a new rng
 draw up to max_tries, then reported as a failure with its reason: never kept.
@@ -26,23 +27,24 @@ from typing import Callable, Sequence
 from tqdm.auto import tqdm
 
 from sot.io import DataError
-from sot.paraphrase import clean_output, fill_template
+from sot.paraphrase import extract_tagged, fill_template
 from sot.perturb import perturb_steps
 from sot.selection import seeded_key
 
 DEFAULT_FRACTIONS = (0, 25, 50, 75, 100)
-DEFAULT_FLAW_TEMPLATE = """Below is a problem and a solution. Rewrite the solution so that it looks the same \
-(same length, same style, same format) but every step contains an error: wrong arithmetic, wrong \
-intermediate results carried forward, wrong reasoning. The final answer must be wrong, and written in the \
-same format as in the original (for example "#### N", \\boxed{...}, <answer>...</answer>, or the Python code \
-block, which must fail on the problem). Do not mention that there are errors.
-Reply with the rewritten solution only.
+DEFAULT_FLAW_TEMPLATE = """Rewrite the solution below so that it looks the same (same length, style and format) \
+but every step contains an error: wrong arithmetic, wrong intermediate results carried forward, wrong reasoning. \
+The final answer must be wrong, in the same format as the original (for example "#### N", \\boxed{...}, \
+<answer>...</answer>, or a Python code block that fails on the problem). Do not mention the errors.
 
 Problem:
 {question}
 
 Solution:
-{solution}"""
+{solution}
+
+Reply with your rewritten solution between <rewritten> and </rewritten>, like this:
+<rewritten>your rewritten solution</rewritten>"""
 
 
 def _rng(seed: int, pid: str, attempt: int) -> random.Random:
@@ -53,19 +55,29 @@ OPERATORS: dict[str, Callable] = {"perturb_steps": perturb_steps}
 
 
 class lm_rewrite:  # noqa: N801  (used like a function: lm_rewrite(backend, sampling))
-    """Operator "lm_rewrite": an LM rewrites each trace with errors in every step and a wrong answer."""
+    """Operator "lm_rewrite": an LM rewrites each trace with errors in every step and a wrong answer.
+
+    The reply is extracted like a paraphrase (sot.paraphrase.extract_tagged: the last complete
+    <rewritten>...</rewritten> pair, nothing around it); a reply without one is None (corrupt_traces counts
+    it as no_output) and its reason (no_tags, unclosed, empty) is counted in `extraction_failures` and, for
+    the last batch, in `last_reasons` (aligned with that batch; None where a trace was extracted)."""
     name = "lm_rewrite"
 
     def __init__(self, backend, sampling, template: str = DEFAULT_FLAW_TEMPLATE, progress: bool = True):
         fill_template(template, "", "")
         self.backend, self.sampling, self.template, self.progress = backend, sampling, template, progress
+        self.extraction_failures: Counter = Counter()
+        self.last_reasons: list[str | None] = []
 
     def batch(self, problems: Sequence, traces: Sequence[str], attempt: int = 0) -> list[str | None]:
         requests = [[{"role": "user", "content": fill_template(self.template, p.question, t)}]
                     for p, t in zip(problems, traces)]
         sampling = dataclasses.replace(self.sampling, seed=self.sampling.seed + attempt)
         outs = self.backend.generate(requests, sampling, progress=self.progress) if requests else []
-        return [clean_output(o[0].text, p.task) or None for p, o in zip(problems, outs)]
+        pairs = [extract_tagged(o[0].text) for o in outs]
+        self.last_reasons = [reason for _, reason in pairs]
+        self.extraction_failures.update(reason for reason in self.last_reasons if reason)
+        return [text for text, _ in pairs]
 
     def __call__(self, problem, trace: str, rng: random.Random) -> str | None:
         return self.batch([problem], [trace], attempt=rng.randrange(1 << 20))[0]

@@ -1,9 +1,12 @@
 """How far a training set is from a model's own distribution: the model's NLL and perplexity on completions.
 
 `completion_nll(model, records, style)` scores every record's completion given its rendered prompt, with
-exactly the tokenisation and mask used for training (sot.sft.data): prompt tokens are masked, the completion
-tokens and the EOS that ends them are scored (EOS included, so a trace that should have stopped earlier costs
-more). The set-level figure is the token-weighted mean NLL (total NLL / total scored tokens) and its
+exactly the tokenisation and mask used for training (sot.sft.data, sot.tokens): prompt tokens are masked, the
+completion tokens and the end token that ends them are scored (EOS in plain style, the chat template's
+end-of-turn in chat style; included, so a trace that should have stopped earlier costs more). A completion
+that was cut by the length limit (sot.sft.data.is_truncated: its source says finish_reason "length" or
+truncated) is scored without an end token, since it did not end there; how many is `n_unterminated`.
+The set-level figure is the token-weighted mean NLL (total NLL / total scored tokens) and its
 perplexity exp(nll); the per-record mean NLLs are summarised (mean, median, quartiles) and returned in input
 order. The reference point (the model's own greedy samples on the same problems) is just another set of records.
 """
@@ -46,9 +49,10 @@ def completion_nll(model, records: list[dict], style: str, batch_size: int = 8, 
     `model`: a (model, tokenizer) pair (used as is, on its device), a sot.sft.train output folder, or a model
     reference for sot.models.load; `dtype` and `device` apply to the last two.
 
-    Returns {"nll", "ppl", "n_records", "n_tokens", "n_truncated", "n_dropped", "per_record": {mean, median,
-    q1, q3, min, max}, "records": [{"id", "nll", "n_tokens"}, ...]} (records in input order; a record whose
-    prompt alone fills max_length is dropped and counted).
+    Returns {"nll", "ppl", "n_records", "n_tokens", "n_truncated", "n_dropped", "n_unterminated", "per_record":
+    {mean, median, q1, q3, min, max}, "records": [{"id", "nll", "n_tokens"}, ...]} (records in input order; a
+    record whose prompt alone fills max_length is dropped and counted; n_truncated: cut at max_length;
+    n_unterminated: scored without an end token because generation cut them).
     """
     import torch
     import torch.nn.functional as F
@@ -82,6 +86,7 @@ def completion_nll(model, records: list[dict], style: str, batch_size: int = 8, 
     per_record = [s / c for s, c in zip(sums, counts)]
     return {
         "nll": nll, "ppl": math.exp(nll), "n_records": len(tset), "n_tokens": n_tokens,
-        "n_truncated": tset.n_truncated, "n_dropped": tset.n_dropped, "per_record": _quantiles(per_record),
+        "n_truncated": tset.n_truncated, "n_dropped": tset.n_dropped, "n_unterminated": tset.n_unterminated,
+        "per_record": _quantiles(per_record),
         "records": [{"id": rid, "nll": v, "n_tokens": c} for rid, v, c in zip(tset.ids, per_record, counts)],
     }

@@ -1,11 +1,43 @@
-"""The one place prompts are formatted, and the answer-format instructions each task's question carries.
+"""The one place prompts are formatted: the plain format and its stop strings, the chat rendering, and the
+answer-format instructions each task's question carries.
 
 A question is the problem text plus a short instruction that makes a teacher's answer gradable. It is
 independent of the prompt style; `render` turns it into the text the model sees.
+
+The plain format (base models, and every model in the paper preset's `style: plain`) is
+
+    Problem:
+    {question}
+
+    Solution:
+    <the model's completion starts here, on its own line>
+
+and PLAIN_STOP cuts a completion where the model starts a new problem in that same format ("\\nProblem:"),
+or in the "Question:" format base models know from pretraining, so that a run-on such as
+"... #### 44\\n\\nProblem:\\nTom has ...\\n\\nSolution:\\n#### 999" is graded on "... #### 44".
+
+What the paper's authors used (github.com/abhranilchandra/Shape-of-Thought, read at commit ccca3bd): their
+training scripts (sft.py, 00_full_finetuning_plus_clean.py) format examples with `tasks.math.format_task` and
+mask with the completion-only collator on `tasks.math.get_math_response_tokens()` (its ids with the first
+token dropped, `[1:]`, the usual trick for a template that begins with a newline); that `tasks` module is not
+in the repository, so the exact training text is not recoverable. Their evaluation scripts, which prompt the
+fine-tuned base students, use "<instruction>\\n\\nProblem:\\n{problem}\\n\\nSolution:" (MATH/GSM8K, MBPP) and
+"...\\nProblem:\\n...\\n\\nSolution:" (Countdown), with stop=["Problem:"] and the completion `.strip()`-ed.
+We use the same labels, "Problem:" on its own line before the question and "Solution:" after it, because
+that is the only format of theirs that is public and it gives a run-on a marker to cut at. Differences,
+and why: our task instruction is part of `question` (after the problem text, as in chat style, so both
+styles ask the same thing); the prompt ends with a newline after "Solution:" so that a completion begins at
+the start of a line, as the human traces (H) do, and training (prompt and completion tokenised
+separately, sot.tokens) sees the same boundary as generation; the stop strings start with a newline so
+that "Problem:" inside a line of reasoning does not cut it.
 """
 from __future__ import annotations
 
 STYLES = ("plain", "chat")
+
+PLAIN_TEMPLATE = "Problem:\n{question}\n\nSolution:\n"
+# A completion is cut before the earliest of these (the plain format's next problem, or a pretraining-style one).
+PLAIN_STOP = ("\nProblem:", "\nQuestion:")
 
 # Appended to the problem text (after a blank line) to form Problem.question.
 GSM8K_INSTRUCTION = ('Solve the problem step by step. End your response with a final line of the form '
@@ -21,14 +53,32 @@ COUNTDOWN_TEMPLATE = ("Using the numbers {nums}, create an equation that equals 
                       "tags, for example <answer> (1 + 2) / 3 </answer>.")
 
 
-def render(question: str, style: str, tokenizer=None) -> str:
-    """Prompt text for `question`: "plain" -> the authors' base-model format, "chat" -> the chat template."""
+def render_plain(question: str) -> str:
+    """The plain-format prompt for `question` (see the module docstring)."""
+    return PLAIN_TEMPLATE.format(question=question)
+
+
+def stop_strings(style: str) -> tuple[str, ...]:
+    """Stop strings for a prompt style: PLAIN_STOP for "plain"; none for "chat" (the end-of-turn token ends it)."""
     if style == "plain":
-        return f"{question}\nSolution:"
+        return PLAIN_STOP
     if style == "chat":
-        if tokenizer is None or not getattr(tokenizer, "chat_template", None):
-            raise ValueError("prompt style 'chat' needs a tokenizer with a chat template; "
-                             "use style 'plain' for base models")
-        return tokenizer.apply_chat_template([{"role": "user", "content": question}],
-                                             add_generation_prompt=True, tokenize=False)
+        return ()
+    raise ValueError(f"unknown prompt style {style!r}; valid: {', '.join(STYLES)}")
+
+
+def render_messages(messages: list, tokenizer) -> str:
+    """Chat messages through the tokenizer's chat template, with the assistant's generation prompt."""
+    if tokenizer is None or not getattr(tokenizer, "chat_template", None):
+        raise ValueError("prompt style 'chat' needs a tokenizer with a chat template; "
+                         "use style 'plain' for base models")
+    return tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=False)
+
+
+def render(question: str, style: str, tokenizer=None) -> str:
+    """Prompt text for `question`: "plain" -> PLAIN_TEMPLATE, "chat" -> the tokenizer's chat template."""
+    if style == "plain":
+        return render_plain(question)
+    if style == "chat":
+        return render_messages([{"role": "user", "content": question}], tokenizer)
     raise ValueError(f"unknown prompt style {style!r}; valid: {', '.join(STYLES)}")

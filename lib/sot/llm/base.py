@@ -7,6 +7,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Union
 
+from sot.prompts import render_messages
+from sot.tokens import encode_prompt
+
 Prompt = Union[str, list]          # a ready prompt string, or a list of chat messages {"role", "content"}
 
 
@@ -85,21 +88,20 @@ def check_prompts(prompts) -> None:
 
 
 def render(tokenizer, prompt: Prompt) -> str:
-    """A str prompt as is; a message list through the tokenizer's chat template with the generation prompt."""
+    """A str prompt as is; a message list through the model's chat template with the generation prompt
+    (sot.prompts.render_messages, the same rendering as training's chat style)."""
     if isinstance(prompt, str):
         return prompt
     if not getattr(tokenizer, "chat_template", None):
         raise ValueError("got chat messages but the model's tokenizer has no chat_template; "
                          "pass rendered str prompts (sot.prompts.render style 'plain') instead")
-    return tokenizer.apply_chat_template(list(prompt), tokenize=False, add_generation_prompt=True)
+    return render_messages(prompt, tokenizer)
 
 
 def encode(tokenizer, text: str) -> list[int]:
-    """Token ids of a prompt; special tokens (BOS) are added unless the text already starts with BOS
-    (chat templates such as gemma's write it themselves), so no prompt gets a doubled BOS."""
-    bos = getattr(tokenizer, "bos_token", None)
-    add = not (bos and text.startswith(bos))
-    return tokenizer(text, add_special_tokens=add)["input_ids"]
+    """Token ids of a rendered prompt, by the rule training and the distance stage use (sot.tokens.encode_prompt):
+    BOS once where the tokenizer uses one (not doubled when a chat template writes it), never a trailing EOS."""
+    return encode_prompt(tokenizer, text)
 
 
 def prompt_seed(seed: int, text: str, sample: int) -> int:

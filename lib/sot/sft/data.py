@@ -1,12 +1,15 @@
 """Training examples with an exact completion-only loss mask, the right-padding collator, the validation split.
 
-One example = rendered prompt + completion + EOS. The prompt and the completion are tokenised separately and
-their ids concatenated, so the boundary is exact and matches generation (the model reads the tokenised
-prompt, then writes the completion): labels are -100 on every prompt token, the completion ids and EOS
-elsewhere, so the model learns to stop. BOS is prepended only when the tokenizer adds one by itself and the
-rendered prompt does not already start with it (chat templates such as Gemma's write it). Examples longer
-than max_length are truncated from the right (counted, one warning per set); an example whose prompt alone
-fills max_length has no completion token left and is dropped (counted).
+One example = rendered prompt + completion + end token. The prompt and the completion are tokenised
+separately (sot.tokens: the one place the BOS, end-token and dummy-prefix rules live, shared with the
+distance stage and with generation) and their ids concatenated, so the boundary is exact and matches
+generation (the model reads the tokenised prompt, then writes the completion): labels are -100 on every
+prompt token, the completion ids and the end token elsewhere, so the model learns to stop. The end token is
+EOS in plain style and the chat template's end-of-turn token in chat style (Llama-3's <|eot_id|>, not its
+<|end_of_text|>). A record whose source says it was cut by the length limit (`is_truncated`) gets no end
+token: it did not end, and the model must not learn to stop there (counted as n_unterminated). Examples
+longer than max_length are truncated from the right (counted, one warning per set); an example whose prompt
+alone fills max_length (or an empty truncated one) has no completion token left and is dropped (counted).
 """
 from __future__ import annotations
 
@@ -15,32 +18,20 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 
+from sot.tokens import Encoder
+
 IGNORE = -100
 
 
-def adds_bos(tokenizer) -> bool:
-    """Whether the tokenizer prepends BOS by itself when encoding text."""
-    bos = tokenizer.bos_token_id
-    if bos is None:
-        return False
-    ids = tokenizer("a").input_ids
-    return bool(ids) and ids[0] == bos
+def is_truncated(record: dict) -> bool:
+    """Whether a record's completion was cut by the length limit rather than ended by the model.
 
-
-def _eos_id(tokenizer) -> int:
-    if tokenizer.eos_token_id is None:
-        raise ValueError(f"tokenizer {type(tokenizer).__name__} ({tokenizer.name_or_path}) has no eos_token: "
-                         "set tokenizer.eos_token before building training examples")
-    return int(tokenizer.eos_token_id)
-
-
-def _encode(tokenizer, prompt_text: str, completion: str, with_bos: bool) -> tuple[list[int], list[int]]:
-    prompt_ids = list(tokenizer(prompt_text, add_special_tokens=False).input_ids)
-    bos = tokenizer.bos_token_id
-    if with_bos and (not prompt_ids or prompt_ids[0] != bos):
-        prompt_ids = [bos] + prompt_ids
-    completion_ids = list(tokenizer(completion, add_special_tokens=False).input_ids) + [_eos_id(tokenizer)]
-    return prompt_ids, completion_ids
+    Its source's "truncated" flag where set (classify and paraphrase set it), else source["finish_reason"] ==
+    "length" (generation records). Only the record's own source counts, not a nested base_source."""
+    source = record.get("source") if isinstance(record.get("source"), dict) else {}
+    if "truncated" in source:
+        return bool(source["truncated"])
+    return source.get("finish_reason") == "length"
 
 
 def _assemble(prompt_ids: list[int], completion_ids: list[int], max_length: int) -> dict:
@@ -49,9 +40,11 @@ def _assemble(prompt_ids: list[int], completion_ids: list[int], max_length: int)
     return {"input_ids": input_ids, "attention_mask": [1] * len(input_ids), "labels": labels}
 
 
-def build_example(tokenizer, prompt_text: str, completion: str, max_length: int) -> dict:
-    """{input_ids, attention_mask, labels} for prompt_text + completion + EOS; loss on completion + EOS only."""
-    prompt_ids, completion_ids = _encode(tokenizer, prompt_text, completion, adds_bos(tokenizer))
+def build_example(tokenizer, prompt_text: str, completion: str, max_length: int, style: str = "plain",
+                  finished: bool = True) -> dict:
+    """{input_ids, attention_mask, labels} for prompt_text + completion + end token (the end token only when
+    `finished`); loss on the completion and its end token only. `style` picks the end token (sot.tokens)."""
+    prompt_ids, completion_ids = Encoder(tokenizer, style).example(prompt_text, completion, finished)
     return _assemble(prompt_ids, completion_ids, max_length)
 
 
@@ -61,8 +54,9 @@ class TokenizedSet:
 
     examples: list[dict]
     ids: list[str] = field(default_factory=list)   # record ids, aligned with examples
-    n_truncated: int = 0
-    n_dropped: int = 0
+    n_truncated: int = 0        # examples cut at max_length
+    n_dropped: int = 0          # records whose prompt alone fills max_length
+    n_unterminated: int = 0     # records cut by the generation length limit: no end token appended
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -98,26 +92,31 @@ def default_render(question: str, style: str, tokenizer=None) -> str:
 
 def build_dataset(records: list[dict], tokenizer, style: str, max_length: int,
                   render: Callable[[str, str, object], str] | None = None, where: str = "records") -> TokenizedSet:
-    """Render every record's prompt (sot.prompts.render) and build its example; validates records first."""
+    """Render every record's prompt (sot.prompts.render) and build its example; validates records first.
+
+    A record for which `is_truncated` holds gets no end token (counted in n_unterminated)."""
     check_records(records, where)
     render = render or default_render
-    with_bos = adds_bos(tokenizer)
+    encoder = Encoder(tokenizer, style)
     out = TokenizedSet(examples=[])
     for i, record in enumerate(records):
-        prompt_ids, completion_ids = _encode(tokenizer, render(record["prompt"], style, tokenizer),
-                                             record["completion"], with_bos)
-        if len(prompt_ids) >= max_length:
+        finished = not is_truncated(record)
+        prompt_ids, completion_ids = encoder.example(render(record["prompt"], style, tokenizer),
+                                                     record["completion"], finished)
+        if len(prompt_ids) >= max_length or not completion_ids:   # no completion token left to learn or score
             out.n_dropped += 1
             continue
+        out.n_unterminated += not finished
         out.n_truncated += len(prompt_ids) + len(completion_ids) > max_length
         out.examples.append(_assemble(prompt_ids, completion_ids, max_length))
         out.ids.append(str(record.get("id", i)))
     if out.n_truncated:
         warnings.warn(f"{where}: {out.n_truncated} of {len(records)} examples longer than max_length={max_length} "
-                      "tokens were truncated from the right (their EOS is lost)", stacklevel=2)
+                      "tokens were truncated from the right (their end token is lost)", stacklevel=2)
     if out.n_dropped:
-        warnings.warn(f"{where}: {out.n_dropped} of {len(records)} examples were dropped: the prompt alone fills "
-                      f"max_length={max_length} tokens", stacklevel=2)
+        warnings.warn(f"{where}: {out.n_dropped} of {len(records)} examples were dropped: no completion token "
+                      f"left (the prompt alone fills max_length={max_length} tokens, or an empty completion was "
+                      "cut by the length limit)", stacklevel=2)
     if not out.examples:
         raise ValueError(f"{where}: no usable training example out of {len(records)} records")
     return out
