@@ -92,10 +92,10 @@ def test_a_subset_reuses_finished_chunks_and_bad_input_fails_early(tmp_path):
     probs = problems(6)
     shards = tmp_path / "cache"
     generate_samples(probs, prompts_for(probs), FakeBackend(), Sampling(), tmp_path / "a.jsonl", shards, shard_size=2)
-    (next(shards.iterdir()) / ".chunk-x.jsonl.123.tmp").write_text("half a recor")      # killed mid-write
+    (next(shards.iterdir()) / ".shard-x.jsonl.123.tmp").write_text("half a recor")      # killed mid-write
     backend = FakeBackend()
     generate_samples(probs, prompts_for(probs), backend, Sampling(), tmp_path / "b.jsonl", shards, shard_size=4)
-    assert backend.calls == 0 and not list(shards.glob("*/.chunk-*.tmp"))
+    assert backend.calls == 0 and not list(shards.glob("*/.shard-*.tmp"))
     with pytest.raises(ValueError, match="unique"):
         generate_samples(probs + probs[:1], prompts_for(probs + probs[:1]), FakeBackend(), Sampling(),
                          tmp_path / "c.jsonl", shards)
@@ -127,11 +127,11 @@ def test_sigkill_at_any_moment_then_rerun_gives_every_sample_once(tmp_path):
     proc = subprocess.Popen([sys.executable, str(script), str(out), str(shards)], start_new_session=True,
                             stderr=subprocess.DEVNULL)
     deadline = time.time() + 60
-    while len(list(shards.glob("*/chunk-*.jsonl"))) < 3 and time.time() < deadline and proc.poll() is None:
+    while len(list(shards.glob("*/shard-*.jsonl"))) < 3 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    finished = len(list(shards.glob("*/chunk-*.jsonl")))
+    finished = len(list(shards.glob("*/shard-*.jsonl")))
     assert 3 <= finished < 20 and not out.exists()
     backend = FakeBackend()
     stats = generate_samples(problems(40), prompts_for(problems(40)), backend, Sampling(n=2), out, shards,
@@ -169,3 +169,84 @@ def test_resumed_tiny_model_run_equals_an_uninterrupted_one(tiny_model, tmp_path
                              shard_size=2)
     assert stats["resumed_chunks"] == 1
     assert read_jsonl(tmp_path / "r.jsonl") == read_jsonl(whole)
+
+
+# ---- sot.resume: the one resumable path every decoding stage uses ------------------------------------------
+
+def test_wrapper_returns_what_the_backend_returns_and_keys_by_prompt_without_ids(tmp_path):
+    from sot.resume import resumable
+
+    prompts = ["a", [{"role": "user", "content": "b"}], "a", "c", "a"]        # "a" three times
+    sampling = Sampling(n=2, temperature=0.5)
+    plain = FakeBackend().generate(prompts, sampling)
+    inner = FakeBackend()
+    llm = resumable(inner, tmp_path / "cache", shard_size=2)
+    assert llm.generate(prompts, sampling, progress=False) == plain
+    assert inner.prompts_seen == ["a", [{"role": "user", "content": "b"}], "c"]  # each distinct prompt once
+    assert llm.last_stats["new_shards"] == 2 and llm.last_stats["samples"] == 10
+    assert llm.info() == inner.info() and llm.model == "fake-model"             # provenance and attributes pass through
+    again = FakeBackend()
+    assert resumable(again, tmp_path / "cache", shard_size=3).generate(prompts, sampling, progress=False) == plain
+    assert again.calls == 0
+    with pytest.raises(ValueError, match="align"):
+        llm.generate(prompts, sampling, ids=["x"])
+    with pytest.raises(ValueError, match="unique"):
+        llm.generate(["p", "q"], sampling, ids=["x", "x"])
+    with pytest.raises(TypeError, match="already resumable"):
+        resumable(llm, tmp_path)
+    assert llm.generate([], sampling) == []
+
+
+def test_device_and_dtype_are_part_of_the_fingerprint(tmp_path):
+    from sot.resume import resumable
+
+    class OnGPU(FakeBackend):
+        def _info(self):
+            return {**super()._info(), "device": "cuda", "dtype": "bfloat16"}
+
+    resumable(FakeBackend(), tmp_path, 4).generate(["p", "q"], Sampling())
+    gpu = OnGPU()
+    llm = resumable(gpu, tmp_path, 4)
+    llm.generate(["p", "q"], Sampling())
+    assert gpu.calls == 1 and llm.last_stats["resumed_shards"] == 0 and len(list(tmp_path.iterdir())) == 2
+
+
+STOP_SCRIPT = textwrap.dedent("""
+    import sys, time
+    sys.path.insert(0, {tests!r})
+    from test_generate import FakeBackend
+    from sot.llm import Sampling
+    from sot.resume import resumable
+
+    class Slow(FakeBackend):
+        def generate(self, prompts, sampling, progress=True):
+            time.sleep(0.3)
+            return super().generate(prompts, sampling, progress)
+
+    resumable(Slow(), sys.argv[1], shard_size=2).generate([f"p{{i}}" for i in range(40)], Sampling(n=2),
+                                                          progress=False)
+""")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_and_sigint_stop_after_the_shard_in_progress(tmp_path, signum):
+    from sot.resume import resumable
+
+    script = tmp_path / "run.py"
+    script.write_text(STOP_SCRIPT.format(tests=str(Path(__file__).parent)))
+    shards = tmp_path / "cache"
+    proc = subprocess.Popen([sys.executable, str(script), str(shards)], start_new_session=True,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while len(list(shards.glob("*/shard-*.jsonl"))) < 2 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    before = len(list(shards.glob("*/shard-*.jsonl")))
+    os.killpg(proc.pid, signum)                      # mid-shard: the backend is sleeping
+    _, err = proc.communicate(timeout=60)
+    after = len(list(shards.glob("*/shard-*.jsonl")))
+    assert proc.returncode != 0 and "StopRequested" in err and "stopped at a safe point" in err, err[-2000:]
+    assert after in (before, before + 1) and after < 20 and not list(shards.glob("*/.shard-*"))
+    backend = FakeBackend()
+    out = resumable(backend, shards, shard_size=2).generate([f"p{i}" for i in range(40)], Sampling(n=2))
+    assert len(backend.prompts_seen) == 40 - 2 * after and out == FakeBackend().generate(
+        [f"p{i}" for i in range(40)], Sampling(n=2))

@@ -56,6 +56,16 @@ def test_bos_only_when_the_tokenizer_adds_one(tiny_model):
     assert ex["labels"][0] == IGNORE and bos_tok.decode(labelled(ex)) == " a" + bos_tok.eos_token
 
 
+def test_unfinished_completion_has_no_end_token_and_style_picks_it(tok):
+    prompt = render("What is 2+3?", "plain", tok)
+    cut = build_example(tok, prompt, " 2+3", 64, finished=False)
+    assert labelled(cut) == tok(" 2+3", add_special_tokens=False).input_ids     # no EOS: it did not end
+    chat = build_example(tok, render("What is 2+3?", "chat", tok), " 5", 64, style="chat")
+    assert labelled(chat)[-1] == tok.convert_tokens_to_ids("<|im_end|>")         # SmolLM2's end of turn
+    with pytest.raises(ValueError, match="unknown prompt style"):
+        build_example(tok, prompt, " 5", 64, style="fewshot")
+
+
 def test_truncation_is_counted_and_prompt_only_examples_dropped(tok):
     records = [{"id": "a", "prompt": "Short?", "completion": " yes " * 100},
                {"id": "b", "prompt": "word " * 200, "completion": " no"},
@@ -212,3 +222,76 @@ def test_trl_backend_refuses_a_process_where_unsloth_was_imported(monkeypatch):
         choose_backend("trl")
     with pytest.raises(RuntimeError, match="unsloth was already imported"):
         choose_backend("auto")   # no CUDA here: auto picks trl, which is refused the same way
+
+
+# ---- resuming (sot.sft.resume); the kill tests are in tests/test_resume.py -------------------------------------
+
+def test_only_complete_checkpoints_are_resumed_and_old_ones_pruned(tmp_path):
+    from sot.sft.resume import checkpoints, is_complete, mark_complete, prune, resume_point
+
+    def checkpoint(step, complete=True):
+        path = tmp_path / f"checkpoint-{step}"
+        path.mkdir()
+        (path / "optimizer.pt").write_bytes(b"x" * step)
+        (path / "trainer_state.json").write_text("{}")
+        if complete:
+            mark_complete(path, step)
+        return path
+
+    first, second, torn, half = checkpoint(2), checkpoint(4), checkpoint(6), checkpoint(8, complete=False)
+    (torn / "optimizer.pt").write_bytes(b"x")          # a file changed after the commit: not trusted
+    assert [is_complete(p) for p in (first, second, torn, half)] == [True, True, False, False]
+    assert resume_point(tmp_path) == second
+    assert [s for s, _ in checkpoints(tmp_path)] == [2, 4]
+    assert prune(tmp_path, {second}) == [first] and [s for s, _ in checkpoints(tmp_path)] == [4]
+    assert resume_point(tmp_path / "absent") is None
+
+
+def test_fingerprint_ignores_save_every_but_not_data_or_settings(tok):
+    from sot.sft.resume import run_manifest
+
+    tset = build_dataset([{"id": "a", "prompt": "Q?", "completion": " a"}], tok, "plain", 32, render=render)
+    other = build_dataset([{"id": "a", "prompt": "Q?", "completion": " b"}], tok, "plain", 32, render=render)
+
+    def manifest(cfg, data=tset):
+        return run_manifest(cfg, "trl", 1, data, None, False, "float32", "cpu", {"torch": "x"})
+
+    cfg = SFTConfig(model="m", save_every=5)
+    assert manifest(cfg) == manifest(SFTConfig(model="m", save_every=7))
+    assert manifest(cfg) != manifest(SFTConfig(model="m", lr=1e-3)) and manifest(cfg) != manifest(cfg, other)
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="save_every"):
+            SFTConfig(model="m", save_every=bad)
+
+
+def test_best_val_resumed_after_a_crash_picks_the_same_checkpoint(tiny_model, tmp_path):
+    """checkpoint='best_val' with resumable checkpoints: a run that dies and is rerun evaluates, keeps and loads
+    back the same best model as an uninterrupted one. The periodic save due at step 10 (an evaluation step that
+    is not a new best, where the Trainer would drop it) is made at step 11, and the rerun starts there."""
+    from safetensors.torch import load_file
+    from transformers import TrainerCallback
+
+    class Crash(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 12:
+                raise KeyboardInterrupt("simulated crash")
+
+    train_records = [{"id": "t0", "prompt": "Name the letters.", "completion": " A B C D E F"}]
+    val_records = [{"id": "v0", "prompt": "Name the letters.", "completion": " A B X Y"}]
+    cfg = SFTConfig(model=tiny_model, method="full", lr=1e-2, lr_scheduler="constant", budget="steps",
+                    budget_value=12, per_device_batch_size=1, logging_steps=1, eval_steps=2, checkpoint="best_val",
+                    save_every=2)
+    kw = dict(val_records=val_records, render=render)
+    whole = train(train_records, cfg, tmp_path / "whole", checkpoint_dir=tmp_path / "ck-whole", **kw)
+    best = whole["checkpoint"]["step"]
+    assert best not in (10, 12), f"validation loss never rose after step 8, nothing to tell apart: {whole['history']}"
+    with pytest.raises(KeyboardInterrupt):
+        train(train_records, cfg, tmp_path / "again", checkpoint_dir=tmp_path / "ck", callbacks=[Crash()], **kw)
+    (run,) = (tmp_path / "ck").iterdir()
+    assert sorted(p.name for p in run.glob("checkpoint-*")) == sorted({f"checkpoint-{best}", "checkpoint-11"})
+    again = train(train_records, cfg, tmp_path / "again", checkpoint_dir=tmp_path / "ck", **kw)
+    assert again["resume"]["resumed_from_step"] == 11 and again["checkpoint"] == whole["checkpoint"]
+    assert [r.get("val_loss") for r in again["history"]] == [r.get("val_loss") for r in whole["history"]]
+    a, b = (load_file(tmp_path / name / "model.safetensors") for name in ("whole", "again"))
+    assert a.keys() == b.keys() and all(bool((a[k] == b[k]).all()) for k in a)
+    assert not (tmp_path / "ck").exists() and not (tmp_path / "ck-whole").exists()

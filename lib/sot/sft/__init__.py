@@ -5,13 +5,23 @@ Backend: "auto" picks Unsloth when CUDA is present, one process runs and `import
 (a `.NAME.partial` sibling renamed at the end) and holds the LoRA adapter or the full model, the tokenizer,
 `training_log.json` (per logged step: step, tokens_seen, loss, lr, val_loss) and `train_summary.json`.
 `load_trained(out_dir)` loads either kind back as (model, tokenizer).
+
+Resuming: with `checkpoint_dir` (one folder per run, outside the DVC output, e.g. data/.cache/sft/<run>) a full
+checkpoint is written every `cfg.save_every` optimizer steps and on SIGTERM/SIGINT (sot.sft.resume: committed
+with a marker, older ones pruned); a rerun continues from the newest complete checkpoint of the same settings
+and data and ends as an uninterrupted run would. A finished run deletes checkpoint_dir: the output folder holds
+what is evaluated, and the optimizer state (about 12 bytes per trained parameter) would only serve to continue
+a run that is over.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import sys
 from pathlib import Path
+
+from sot import signals
 
 from sot.sft.config import PAPER_PRESET, SFTConfig, plan_steps, resolve_bf16, resolve_model_dtype
 from sot.sft.data import (RightPadCollator, TokenizedSet, build_dataset, build_example, check_records,
@@ -82,11 +92,13 @@ def _load_tokenizer(path: str):
 
 
 def train(records: list[dict], cfg: SFTConfig, out_dir, val_records: list[dict] | None = None,
-          render=None, callbacks=()) -> dict:
+          render=None, callbacks=(), checkpoint_dir=None) -> dict:
     """Fine-tune cfg.model on training records {prompt, completion, ...}; save to out_dir; return the summary.
 
     Validation: `val_records` when given, else a seeded split of `records` (cfg.eval_fraction, grouped by id);
     never the test set. `render(question, style, tokenizer)` defaults to sot.prompts.render.
+    checkpoint_dir: resumable checkpoints (module docstring); None: none are written. A run stopped by
+    SIGTERM/SIGINT raises sot.signals.StopRequested after its checkpoint is complete.
     """
     from accelerate import PartialState
 
@@ -130,9 +142,34 @@ def train(records: list[dict], cfg: SFTConfig, out_dir, val_records: list[dict] 
         from sot.sft.trl_backend import make_trainer
     from sot.sft.trl_backend import run_trainer
 
-    trainer = make_trainer(cfg, model_path, tokenizer, train_set, val_set, plan, work / "checkpoints",
-                           bf16, model_dtype, callbacks)
-    result = run_trainer(trainer, cfg)
+    run_dir, resume_from, saver, tokens_before = work / "checkpoints", None, None, 0
+    if checkpoint_dir is not None:
+        from sot.sft import resume
+        manifest = resume.run_manifest(cfg, backend, state.num_processes, train_set, val_set, bf16, model_dtype,
+                                       "cuda" if torch.cuda.is_available() else "cpu", _versions(backend))
+        if state.is_main_process:   # creates the folder and its manifest, deletes incomplete checkpoints
+            resume.resume_point(resume.run_folder(checkpoint_dir, manifest))
+        state.wait_for_everyone()
+        run_dir = resume.run_folder(checkpoint_dir, manifest)
+        resume_from = resume.resume_point(run_dir)              # every process: the same, complete one
+        tokens_before = resume.tokens_at(resume_from)
+        saver = resume.checkpoint_callback(cfg.save_every, cfg.checkpoint == "best_val", state.is_main_process,
+                                           state.wait_for_everyone)
+        callbacks = (saver, *callbacks)
+        if state.is_main_process:
+            print(f"[sot.sft] checkpoints every {cfg.save_every} steps in {run_dir}; "
+                  + (f"resuming from {resume_from.name}" if resume_from else "no checkpoint to resume from"),
+                  flush=True)
+
+    trainer = make_trainer(cfg, model_path, tokenizer, train_set, val_set, plan, run_dir,
+                           bf16, model_dtype, callbacks, resumable=saver is not None)
+    # With checkpoints, SIGTERM/SIGINT end the step and save; without, they keep their default effect.
+    with signals.deferred_signals() if saver is not None else contextlib.nullcontext():
+        result = run_trainer(trainer, cfg, resume_from, tokens_before)
+        received = signals.requested()      # None here when only another process got the signal
+    if saver is not None and saver.stopping and trainer.state.global_step < plan["max_steps"]:
+        raise signals.StopRequested(received, f"step {trainer.state.global_step} of {plan['max_steps']}, "
+                                              f"checkpoint in {run_dir}")
 
     saved_dtype = None
     if cfg.method == "full":
@@ -149,6 +186,10 @@ def train(records: list[dict], cfg: SFTConfig, out_dir, val_records: list[dict] 
         "n_truncated": train_set.n_truncated, "n_dropped": train_set.n_dropped,
         "bf16": bf16, "model_dtype": model_dtype, "saved_dtype": saved_dtype, "world_size": state.num_processes,
         "config": cfg.to_dict(), "versions": _versions(backend), "out_dir": str(out_dir),
+        "resume": None if saver is None else {
+            "checkpoint_dir": str(run_dir), "save_every": cfg.save_every,
+            "resumed_from_step": int(resume_from.name.rsplit("-", 1)[1]) if resume_from else None,
+            "checkpoint_seconds": [round(s, 3) for s in saver.save_seconds]},
     }
     if state.is_main_process:
         (work / "model" / HISTORY_FILE).write_text(json.dumps(history, indent=1))
@@ -157,6 +198,8 @@ def train(records: list[dict], cfg: SFTConfig, out_dir, val_records: list[dict] 
             shutil.rmtree(out_dir)
         (work / "model").rename(out_dir)
         shutil.rmtree(work, ignore_errors=True)
+        if checkpoint_dir is not None:      # the run is over: its checkpoints (and stale ones of this run) go
+            shutil.rmtree(checkpoint_dir, ignore_errors=True)
     state.wait_for_everyone()
     return {**summary, "history": history}
 

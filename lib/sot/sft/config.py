@@ -69,6 +69,7 @@ class SFTConfig:
     checkpoint: str = "final"                   # "final" | "best_val" (lowest validation loss)
     eval_steps: int | None = None               # None: about 10 evaluations per run (max(1, steps // 10))
     logging_steps: int = 10
+    save_every: int | None = 50                 # resumable checkpoint every N optimizer steps (train(checkpoint_dir=...)); None: never
     backend: str = "auto"                       # "auto" | "trl" | "unsloth"
     extra: dict = field(default_factory=dict)   # passed as-is to trl.SFTConfig (escape hatch, recorded)
 
@@ -92,6 +93,10 @@ class SFTConfig:
         for name in ("per_device_batch_size", "grad_accum", "max_length", "logging_steps"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"SFTConfig.{name}={getattr(self, name)}: expected a positive integer")
+        if self.save_every is not None and (isinstance(self.save_every, bool) or int(self.save_every) != self.save_every
+                                            or self.save_every < 1):
+            raise ValueError(f"SFTConfig.save_every={self.save_every!r}: expected a positive number of optimizer "
+                             "steps, or null for no resumable checkpoints (params.yaml sft.save_every)")
 
     @classmethod
     def from_dict(cls, d: dict) -> "SFTConfig":

@@ -2,7 +2,9 @@
 
 The dataset handed to TRL already holds `input_ids` and `labels` (our exact completion-only mask), so TRL skips
 its own tokenisation and leaves the labels as they are; our right-padding collator pads the batches. The
-Unsloth backend reuses `build_trainer` and `run_trainer` with its own model.
+Unsloth backend reuses `build_trainer` and `run_trainer` with its own model. With `resumable=True` every save
+is a full checkpoint (optimizer, scheduler, RNG, trainer state) and sot.sft.resume decides when to save and
+what to prune; `run_trainer(..., resume_from=checkpoint)` continues from one.
 """
 from __future__ import annotations
 
@@ -41,8 +43,11 @@ def lora_config(cfg: SFTConfig):
 
 def build_trainer(model, tokenizer, train_set: TokenizedSet, val_set: TokenizedSet | None, cfg: SFTConfig,
                   plan: dict, work_dir, bf16: bool, peft_config=None, callbacks=(),
-                  gradient_checkpointing: bool | None = None):
-    """A TRL SFTTrainer for pre-tokenised examples; best_val saves only the best model (no optimizer state)."""
+                  gradient_checkpointing: bool | None = None, resumable: bool = False):
+    """A TRL SFTTrainer for pre-tokenised examples. best_val: the Trainer saves the model at each new best
+    validation loss and loads the best one back at the end. resumable=False: those saves hold the model only
+    and the Trainer keeps one; resumable=True: every save is a full checkpoint (optimizer, scheduler, RNG,
+    trainer state) and the sot.sft.resume callback (in `callbacks`) adds the periodic saves and prunes."""
     import torch
     from trl import SFTConfig as TRLSFTConfig
     from trl import SFTTrainer
@@ -62,9 +67,11 @@ def build_trainer(model, tokenizer, train_set: TokenizedSet, val_set: TokenizedS
         lr_scheduler_type=cfg.lr_scheduler, bf16=bf16, fp16=False, seed=cfg.seed, data_seed=cfg.seed,
         use_cpu=not torch.cuda.is_available(), ddp_find_unused_parameters=False,
         logging_steps=cfg.logging_steps, logging_first_step=True, report_to="none",
+        include_num_input_tokens_seen="non_padding",   # in the trainer state: the count survives a resume
         gradient_checkpointing=gradient_checkpointing, max_length=cfg.max_length, packing=False,
         eval_strategy="steps" if has_val else "no", eval_steps=eval_steps if has_val else None,
-        save_strategy="best" if best else "no", save_only_model=True, save_total_limit=1 if best else None,
+        save_strategy="best" if best else "no", save_only_model=not resumable,
+        save_total_limit=1 if best and not resumable else None,
         load_best_model_at_end=best, metric_for_best_model="eval_loss" if has_val else None,
         greater_is_better=False if has_val else None, dataloader_pin_memory=torch.cuda.is_available(), **cfg.extra)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -83,7 +90,9 @@ def history_from_log(log_history: list[dict]) -> list[dict]:
             continue
         if "loss" in entry:
             row = by_step.setdefault(step, {"step": step})
-            row.update(tokens_seen=entry.get("num_tokens"), loss=entry["loss"], lr=entry.get("learning_rate"))
+            # the Trainer's count (checkpointed) rather than TRL's num_tokens, which restarts at 0 on a resume
+            row.update(tokens_seen=entry.get("num_input_tokens_seen", entry.get("num_tokens")), loss=entry["loss"],
+                       lr=entry.get("learning_rate"))
         if "eval_loss" in entry:
             by_step.setdefault(step, {"step": step})["val_loss"] = entry["eval_loss"]
     rows = [by_step[s] for s in sorted(by_step)]
@@ -94,15 +103,29 @@ def history_from_log(log_history: list[dict]) -> list[dict]:
     return rows
 
 
-def run_trainer(trainer, cfg: SFTConfig) -> dict:
-    """Train; return timing, tokens, peak memory, the loss history and the checkpoint chosen (and why)."""
+def mean_loss(history: list[dict]) -> float | None:
+    """Mean training loss over all steps, from the logged window means (each weighted by its steps): the same
+    for a run resumed from a checkpoint as for an uninterrupted one (the Trainer's own figure covers only the
+    steps of its last session)."""
+    total = steps = last = 0
+    for row in history:
+        if row.get("loss") is not None:
+            total += row["loss"] * (row["step"] - last)
+            steps += row["step"] - last
+            last = row["step"]
+    return total / steps if steps else None
+
+
+def run_trainer(trainer, cfg: SFTConfig, resume_from=None, tokens_before: int = 0) -> dict:
+    """Train (from checkpoint `resume_from` when given); return timing, tokens, peak memory, the loss history
+    and the checkpoint chosen (and why). train_seconds and tokens_per_s cover this session's steps only."""
     import torch
 
     cuda = torch.cuda.is_available()
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
-    output = trainer.train()
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     seconds = time.perf_counter() - start
     state = trainer.state
     history = history_from_log(state.log_history)
@@ -120,15 +143,15 @@ def run_trainer(trainer, cfg: SFTConfig) -> dict:
                       "why": "last step (checkpoint='final')"}
     return {
         "steps": state.global_step, "tokens": tokens, "train_seconds": round(seconds, 3),
-        "tokens_per_s": round(tokens / seconds, 2) if tokens and seconds > 0 else None,
-        "final_loss": losses[-1]["loss"] if losses else None, "mean_train_loss": output.training_loss,
+        "tokens_per_s": round((tokens - tokens_before) / seconds, 2) if tokens and seconds > 0 else None,
+        "final_loss": losses[-1]["loss"] if losses else None, "mean_train_loss": mean_loss(history),
         "checkpoint": checkpoint, "history": history,
         "peak_memory_gb": round(torch.cuda.max_memory_allocated() / 2**30, 3) if cuda else None,
     }
 
 
 def make_trainer(cfg: SFTConfig, model_path: str, tokenizer, train_set: TokenizedSet, val_set: TokenizedSet | None,
-                 plan: dict, work_dir, bf16: bool, model_dtype: str, callbacks=()):
+                 plan: dict, work_dir, bf16: bool, model_dtype: str, callbacks=(), resumable: bool = False):
     """Load the model with transformers (+ PEFT LoRA when cfg.method == 'lora') and build the TRL trainer."""
     import torch
     from transformers import AutoModelForCausalLM
@@ -136,4 +159,4 @@ def make_trainer(cfg: SFTConfig, model_path: str, tokenizer, train_set: Tokenize
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, model_dtype))
     peft_config = lora_config(cfg) if cfg.method == "lora" else None
     return build_trainer(model, tokenizer, train_set, val_set, cfg, plan, work_dir, bf16,
-                         peft_config=peft_config, callbacks=callbacks)
+                         peft_config=peft_config, callbacks=callbacks, resumable=resumable)

@@ -12,7 +12,7 @@ from sot.sft.trl_backend import build_trainer
 
 
 def make_trainer(cfg: SFTConfig, model_path: str, tokenizer, train_set: TokenizedSet, val_set: TokenizedSet | None,
-                 plan: dict, work_dir, bf16: bool, model_dtype: str, callbacks=()):
+                 plan: dict, work_dir, bf16: bool, model_dtype: str, callbacks=(), resumable: bool = False):
     """Load with Unsloth (16-bit LoRA or full fine-tuning, never 4-bit) and build the TRL trainer around it."""
     import torch
 
@@ -33,4 +33,4 @@ def make_trainer(cfg: SFTConfig, model_path: str, tokenizer, train_set: Tokenize
             random_state=cfg.seed)
     # Unsloth handles checkpointing itself; our tokenizer (the one the examples were built with) is kept.
     return build_trainer(model, tokenizer, train_set, val_set, cfg, plan, work_dir, bf16,
-                         peft_config=None, callbacks=callbacks, gradient_checkpointing=False)
+                         peft_config=None, callbacks=callbacks, gradient_checkpointing=False, resumable=resumable)

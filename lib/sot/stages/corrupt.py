@@ -4,6 +4,7 @@ from __future__ import annotations
 from sot.corrupt import corrupt_traces, lm_rewrite
 from sot.io import write_json, write_jsonl
 from sot.llm import Sampling, get_backend
+from sot.resume import resumable
 from sot.stages import DATA, METRICS, set_path
 from sot.stages.common import load_problems, load_set, model_ref
 from sot.steps import step_validity
@@ -15,7 +16,7 @@ def run(task: str, models: dict, teacher: str, style: str, seed: int, base: str,
     problems = load_problems(task, "train")
     op = operator
     if operator == "lm_rewrite":  # the teacher writes the flawed traces
-        llm = get_backend("auto", model_ref(models, teacher))
+        llm = resumable(get_backend("auto", model_ref(models, teacher)), DATA / ".cache" / "corrupt" / task)
         op = lm_rewrite(llm, Sampling(n=1, temperature=0.7, max_new_tokens=512, seed=seed))
     flawed, metrics = corrupt_traces(base_records, problems, get_task(task), operator=op, seed=seed)
     write_jsonl(DATA / "corrupt" / f"{task}.jsonl", flawed)

@@ -68,14 +68,17 @@ def run(task: str, student: str, set_name: str, models: dict, style: str, seed: 
         if processes > 1 and int(os.environ.get("WORLD_SIZE", "1")) != processes:
             raise RuntimeError(f"sft: launched for {processes} processes but WORLD_SIZE is "
                                f"{os.environ.get('WORLD_SIZE', 'unset')}; the launcher did not distribute the run")
-        result = train(records, config(models, student, style, seed, options), DATA / "sft" / name)
+        # checkpoints outside the DVC out (DVC deletes data/sft/<run> before the stage runs); a rerun resumes
+        result = train(records, config(models, student, style, seed, options), DATA / "sft" / name,
+                       checkpoint_dir=DATA / ".cache" / "sft" / name)
         if int(os.environ.get("RANK", "0")) != 0:
             return {}
         history = result.pop("history")
         write_loss_csv(history, METRICS / "sft" / "loss" / f"{name}.csv")
         result.update(task=task, student=student, set=set_name, n_records=len(records))
         write_json(METRICS / "sft" / f"{name}.json", result)
-    keys = ("backend", "steps", "tokens", "train_seconds", "tokens_per_s", "final_loss", "checkpoint", "world_size")
+    keys = ("backend", "steps", "tokens", "train_seconds", "tokens_per_s", "final_loss", "checkpoint", "world_size",
+            "resume")
     return {k: result.get(k) for k in keys}
 
 
