@@ -202,3 +202,17 @@ def test_perturb_steps_at_scale(data_dir, name, n):
     if name != "mbpp":
         validity = step_validity(flawed, name)
         assert validity["n_valid"] <= 0.005 * validity["n_steps"]
+
+
+def test_mixtures_keep_a_base_traces_truncation_flag_at_the_top_of_the_source():
+    """A G trace cut by the length limit (classify.truncated: keep) is trained without an end token; its copy
+    in an F set, flawed or clean, must say so where sft.data.is_truncated looks."""
+    from sot.corrupt import mix
+    from sot.sft.data import is_truncated
+
+    base = [{"id": f"p{i}", "category": "G", "completion": f"t{i}",
+             "source": {"finish_reason": "length" if i < 2 else "stop", "truncated": i < 2}} for i in range(4)]
+    flawed = [{"id": f"p{i}", "category": "F", "completion": f"bad{i}", "source": {"operator": "x"}} for i in range(4)]
+    sets, _ = mix(base, flawed, fractions=[0, 50, 100], seed=0)
+    for name, records in sets.items():
+        assert [is_truncated(r) for r in records] == [True, True, False, False], name

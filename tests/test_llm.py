@@ -351,9 +351,30 @@ def test_vllm_backend_builds_requests_like_the_transformers_backend(tiny_model, 
     assert [p.seed for p in calls["params"]] == [prompt_seed(9, t, 0) for t in texts]
     assert all(p.n == 3 and p.max_tokens == 16 and p.temperature == 0.7 for p in calls["params"])
     assert calls["lora"] == ("lora", "adapter", 1, str(tmp_path))
+    from sot.tokens import end_token_id
+    assert all(p.stop_token_ids == [end_token_id(tok, "chat")] for p in calls["params"])   # chat end-of-turn
     assert [s.n_tokens for s in out[0]] == [7, 8, 9] and {s.finish_reason for s in out[0]} == {"length"}
 
     greedy = backend.generate(prompts[:1], Sampling(n=4, max_new_tokens=8, stop=("###",)), progress=False)
     assert calls["params"][0].n == 1 and calls["params"][0].seed is None and calls["params"][0].stop == ["###"]
     assert len(greedy[0]) == 4 and len({s.text for s in greedy[0]}) == 1
     assert greedy[0][0].text == "step 0 " and greedy[0][0].finish_reason == "stop"
+
+
+def test_a_chat_models_end_of_turn_stops_generation_even_when_its_config_lists_another_eos(tiny_model, tmp_path):
+    """A base model fine-tuned in chat style learned the template's end-of-turn token (sot.tokens.end_token_id);
+    a generation config that lists only <|endoftext|> must not make it run to the length limit."""
+    import shutil
+
+    from transformers import AutoTokenizer, GenerationConfig
+
+    from sot.tokens import end_token_id
+
+    folder = tmp_path / "base-eos"
+    shutil.copytree(tiny_model, folder)
+    tok = AutoTokenizer.from_pretrained(folder)
+    other = tok.convert_tokens_to_ids("<|endoftext|>")
+    assert other != end_token_id(tok, "chat")
+    GenerationConfig(eos_token_id=other, pad_token_id=tok.pad_token_id).save_pretrained(folder)
+    backend = get_backend("transformers", str(folder), batch_size=2)
+    assert backend.eos_ids == {other, end_token_id(tok, "chat")}

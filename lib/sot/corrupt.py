@@ -30,6 +30,7 @@ from sot.io import DataError
 from sot.paraphrase import extract_tagged, fill_template
 from sot.perturb import perturb_steps
 from sot.selection import seeded_key
+from sot.sft.data import is_truncated
 
 DEFAULT_FRACTIONS = (0, 25, 50, 75, 100)
 DEFAULT_FLAW_TEMPLATE = """Rewrite the solution below so that it looks the same (same length, style and format) \
@@ -174,12 +175,15 @@ def mix(base_records: Sequence[dict], flawed_records: Sequence[dict], fractions:
         name = f"F{p}"
         records = []
         for r in base_records:
+            # `truncated` travels to the top of the source (sft.data.is_truncated reads only that level): a base
+            # trace cut by the length limit (classify.truncated: keep) and its flawed copy get no end token either.
+            cut = is_truncated(r)
             if r["id"] in chosen:
                 f = flawed[r["id"]]
-                records.append({**f, "category": name, "source": {"flawed": True, **f["source"]}})
+                records.append({**f, "category": name, "source": {"flawed": True, **f["source"], "truncated": cut}})
             else:
                 records.append({**r, "category": name, "source": {"flawed": False, "base_category": r.get("category"),
-                                                                  "base_source": r.get("source")}})
+                                                                  "base_source": r.get("source"), "truncated": cut}})
         sets[name] = records
         metrics["sets"][name] = {"size": n, "n_flawed": len(chosen), "target_flawed": k,
                                  "shortfall": k - len(chosen), "skipped_failures": skipped,

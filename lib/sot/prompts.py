@@ -40,8 +40,10 @@ PLAIN_TEMPLATE = "Problem:\n{question}\n\nSolution:\n"
 PLAIN_STOP = ("\nProblem:", "\nQuestion:")
 
 # Appended to the problem text (after a blank line) to form Problem.question.
-GSM8K_INSTRUCTION = ('Solve the problem step by step. End your response with a final line of the form '
-                     '"#### <number>", where <number> is the final numeric answer.')
+# GSM8K: measured on the demo teacher (Qwen2.5-Coder-0.5B-Instruct, 12 training problems x 4 samples, T 0.8,
+# 256 new tokens): asked for a last line "#### <number>" it wrote that line FIRST and reasoned after it, 5 of 48
+# samples correct (5 of 12 problems with a G); with this wording 14 of 48 (6 of 12). The grader reads either form.
+GSM8K_INSTRUCTION = 'Think step by step, then give the final answer in the form "The answer is <number>."'
 MATH_INSTRUCTION = "Solve the problem step by step. Put your final answer in \\boxed{}."
 # Follows the task text; {tests} is the task's assert lines, one per line.
 MBPP_INSTRUCTION = ("Your code should pass these tests:\n\n{tests}\n\n"

@@ -39,7 +39,7 @@ from sot.llm.base import Backend, Sample, Sampling, check_prompts
 log = logging.getLogger(__name__)
 DEFAULT_SHARD_SIZE = 64
 FINGERPRINT_INFO_KEYS = ("backend", "model", "adapter", "adapter_sha256", "device", "dtype", "base_url",
-                         "ignore_eos")
+                         "ignore_eos", "sampler")
 SHARD_FIELDS = ("id", "sample", "text", "n_tokens", "finish_reason")
 
 

@@ -141,6 +141,11 @@ class TransformersBackend(Backend):
         eos = self.model.generation_config.eos_token_id
         eos = self.tokenizer.eos_token_id if eos is None else eos
         self.eos_ids = set(eos if isinstance(eos, (list, tuple)) else [eos])
+        # A model fine-tuned in chat style learned to end with its template's end-of-turn token (sot.tokens), which
+        # a base model's generation config may not list (Qwen2.5 base: <|im_end|>; Llama-3.1 base: <|eot_id|>).
+        if getattr(self.tokenizer, "chat_template", None):
+            from sot.tokens import end_token_id
+            self.eos_ids.add(end_token_id(self.tokenizer, "chat"))
         # Only what Sampling says applies: drop the checkpoint's generation defaults (e.g. Qwen's
         # repetition_penalty), which generate() would otherwise merge into every call.
         from transformers import GenerationConfig

@@ -44,6 +44,12 @@ class VLLMBackend(Backend):
         self.options = {k: v for k, v in kwargs.items() if k != "model"}
         self.llm = LLM(**kwargs)
         self.tokenizer = self.llm.get_tokenizer()
+        # Stop also at the chat template's end-of-turn token (as the transformers backend does): a base model
+        # fine-tuned in chat style learned to end with it, and its generation config may not list it.
+        self.stop_token_ids = None
+        if getattr(self.tokenizer, "chat_template", None):
+            from sot.tokens import end_token_id
+            self.stop_token_ids = [end_token_id(self.tokenizer, "chat")]
         self.lora_request = None
         if adapter is not None:
             from vllm.lora.request import LoRARequest
@@ -64,7 +70,8 @@ class VLLMBackend(Backend):
         params = [SamplingParams(
             n=1 if sampling.greedy else sampling.n, temperature=sampling.temperature, top_p=sampling.top_p,
             max_tokens=sampling.max_new_tokens, seed=None if sampling.greedy else prompt_seed(sampling.seed, t, 0),
-            stop=list(sampling.stop) or None, ignore_eos=self.ignore_eos, skip_special_tokens=True)
+            stop=list(sampling.stop) or None, stop_token_ids=self.stop_token_ids, ignore_eos=self.ignore_eos,
+            skip_special_tokens=True)
             for t in texts]
         outputs = self.llm.generate(requests, params, use_tqdm=progress, lora_request=self.lora_request)
         results = []

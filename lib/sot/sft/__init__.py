@@ -184,6 +184,7 @@ def train(records: list[dict], cfg: SFTConfig, out_dir, val_records: list[dict] 
         "method": cfg.method, "style": cfg.style, **result, "plan": plan,
         "n_train": len(train_set), "n_val": len(val_set) if val_set else 0,
         "n_truncated": train_set.n_truncated, "n_dropped": train_set.n_dropped,
+        "n_unterminated": train_set.n_unterminated,
         "bf16": bf16, "model_dtype": model_dtype, "saved_dtype": saved_dtype, "world_size": state.num_processes,
         "config": cfg.to_dict(), "versions": _versions(backend), "out_dir": str(out_dir),
         "resume": None if saver is None else {
