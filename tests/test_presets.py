@@ -134,8 +134,6 @@ def test_dvc_applies_the_paper_preset_as_presets_apply_does(tmp_path):
     assert load_yaml(str(tmp_path / "params.yaml")) == presets.apply(preset, load_yaml(str(ROOT / "params.yaml")))
 
 
-@pytest.mark.xfail(strict=True, reason="sot.nb.load_params reads YAML 1.1 (PyYAML): DVC writes sft.lr as 1e-06, "
-                                       "which PyYAML reads as a string; load_params needs YAML 1.2 floats")
 def test_the_stages_read_the_preset_values_dvc_wrote(tmp_path):
     from dvc.utils.hydra import apply_overrides
 
@@ -207,9 +205,8 @@ def expected_stages(dvc_yaml: dict, params: dict) -> set[str]:
 def test_make_paper_dry_plans_the_full_grid(tmp_path):
     """`make paper DRY=1`'s command in a fresh clone: DVC takes every -S and plans 4 x 3 x 9 sft and evaluate runs.
 
-    Until the stages depend on committed notebooks/NN_verb.py, their build/notebooks/*.ipynb dependencies are
-    missing in a clone; `--dry --force` plans without hashing dependencies, so the clone needs no
-    `python -m sot.nb strip`."""
+    The stages depend on the committed notebooks/NN_verb.py; their data dependencies are missing in a clone,
+    and `--dry --force` plans without hashing dependencies."""
     repo = clone_worktree(tmp_path / "repo")
     env = {**os.environ, "DVC_NO_ANALYTICS": "1",
            "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")}

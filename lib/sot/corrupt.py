@@ -24,7 +24,7 @@ from collections import Counter
 from fractions import Fraction
 from typing import Callable, Sequence
 
-from tqdm.auto import tqdm
+from sot.progress import tqdm
 
 from sot.io import DataError
 from sot.paraphrase import extract_tagged, fill_template

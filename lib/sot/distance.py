@@ -56,7 +56,7 @@ def completion_nll(model, records: list[dict], style: str, batch_size: int = 8, 
     """
     import torch
     import torch.nn.functional as F
-    from tqdm.auto import tqdm
+    from sot.progress import tqdm
 
     model, tokenizer = _load(model, dtype, device)
     tset = build_dataset(records, tokenizer, style, max_length, render, where="completion_nll records")

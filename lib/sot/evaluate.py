@@ -66,7 +66,7 @@ def _generate(backend, prompts: list, sampling, batch_size: int | None, progress
         chunks = [prompts[i:i + batch_size] for i in range(0, len(prompts), batch_size)]
     bar = None
     if progress and len(chunks) > 1:
-        from tqdm.auto import tqdm
+        from sot.progress import tqdm
         bar = tqdm(total=len(prompts), desc="evaluate", unit="problem")
     samples, tokens, start = [], 0, time.perf_counter()
     try:

@@ -1,9 +1,15 @@
-"""Run the stage notebooks: strip outputs, inject parameters from params.yaml, execute with papermill.
+"""Run the stage notebooks, keep each notebook's two files in sync, and set a notebook up wherever it runs.
 
-    python -m sot.nb strip                       # notebooks/*.ipynb -> build/notebooks/*.ipynb (no outputs)
-    python -m sot.nb run 08_sft -p task gsm8k -p set G -p student smollm2-135m
-    python -m sot.nb sync                        # rewrite each notebook's parameters cell from params.yaml
-    python -m sot.nb colab you/shape-of-thought  # point the Colab badges and install cells at your fork
+    python -m sot.nb run 08_sft -p task gsm8k -p set G -p student smollm2-135m -o runs/08_sft/x.ipynb
+    python -m sot.nb sync            # parameters cells from params.yaml, then every .ipynb from its .py
+    python -m sot.nb sync --check    # only say which pairs are out of sync (exit 1 if any)
+    python -m sot.nb index           # runs/index.html: a link to every stage report under runs/
+    python -m sot.nb colab you/shape-of-thought  # point the Colab badges and setup cells at your fork
+
+`run` executes notebooks/NAME.py (jupytext percent format, the source of truth; see sot.pairing) with
+papermill in the project root and writes the executed notebook (-o, default runs/NAME.ipynb) and its HTML
+report beside it (same name, .html), both only once the whole notebook has run (a failed run leaves
+.NAME.failed.ipynb/.html there instead and the previous report untouched).
 
 Every name in a notebook's `parameters` cell is looked up in params.yaml: first in the stage's section
 (the notebook name without its number: `08_sft` -> `sft`), then at the top level; a matrix item
@@ -17,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import json
 import os
 import random
 import re
@@ -27,32 +32,51 @@ from pathlib import Path
 
 import yaml
 
+from sot.colab import COLAB_BADGE, COLAB_REPO, set_colab_repo  # noqa: F401  (re-exported: sot.nb.set_colab_repo)
+from sot.paths import project_root
+
 NOTEBOOKS = Path("notebooks")
-CLEAN = Path("build/notebooks")
 RUNS = Path("runs")
-
-
+NAME = re.compile(r"\d\d_[a-z]+")
 SECTION_ALIASES = {"mix": "corrupt"}  # 06_mix reads the corrupt section (base, fractions)
 
 
-def section_of(notebook: str) -> str:
+class ParamsLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2's float rule: `1e-06` and `5E3` (no decimal point) are floats.
+
+    DVC reads and writes params.yaml as YAML 1.2 (`dvc exp run -S sft.lr=1e-06` writes `lr: 1e-06`);
+    PyYAML follows YAML 1.1, where such a scalar is the string '1e-06'. Everything else stays as PyYAML reads it."""
+
+
+# A copy of the resolver table, so adding to it leaves yaml.SafeLoader alone (PyYAML shares the lists).
+ParamsLoader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+ParamsLoader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"),
+                                   list("-+0123456789"))
+
+
+def load_params(path: str | os.PathLike = "params.yaml") -> dict:
+    """params.yaml as the stages read it (YAML 1.2 floats; see ParamsLoader)."""
+    with open(path, encoding="utf-8") as f:
+        return yaml.load(f, Loader=ParamsLoader) or {}
+
+
+def section_of(notebook: str | os.PathLike) -> str:
     stem = Path(notebook).stem
     verb = stem.split("_", 1)[1] if stem[:2].isdigit() and "_" in stem else stem
     return SECTION_ALIASES.get(verb, verb)
 
 
-def load_params(path: str | os.PathLike = "params.yaml") -> dict:
-    with open(path, encoding="utf-8") as f:
-        return yaml.safe_load(f) or {}
+def _source(cell) -> str:
+    src = cell["source"]
+    return "".join(src) if isinstance(src, list) else src
 
 
-def parameters_cell(nb: dict, where: str = "") -> tuple[int, dict]:
+def parameters_cell(nb, where: str = "") -> tuple[int, dict]:
     """Index and literal defaults of the cell tagged `parameters` (flat `name = literal` lines)."""
     for i, cell in enumerate(nb["cells"]):
         if cell["cell_type"] == "code" and "parameters" in cell.get("metadata", {}).get("tags", []):
-            src = "".join(cell["source"])
             values = {}
-            for node in ast.parse(src).body:
+            for node in ast.parse(_source(cell)).body:
                 if not (isinstance(node, ast.Assign) and len(node.targets) == 1
                         and isinstance(node.targets[0], ast.Name)):
                     raise ValueError(f"{where}: parameters cell line {node.lineno}: only `name = literal` allowed")
@@ -73,10 +97,9 @@ def _plural(name: str, section: dict, params: dict) -> list | None:
     return None
 
 
-def resolve_parameters(notebook: str, params: dict, overrides: dict | None = None) -> dict:
-    nb = json.loads(Path(notebook).read_text(encoding="utf-8"))
-    _, defaults = parameters_cell(nb, notebook)
-    section = params.get(section_of(notebook), {}) or {}
+def _resolve(nb, where: str, params: dict, overrides: dict | None) -> dict:
+    _, defaults = parameters_cell(nb, where)
+    section = params.get(section_of(where), {}) or {}
     out, missing = {}, []
     for name in defaults:
         if overrides and name in overrides:
@@ -90,78 +113,131 @@ def resolve_parameters(notebook: str, params: dict, overrides: dict | None = Non
         else:
             missing.append(name)
     if missing:
-        raise KeyError(f"{notebook}: parameters {missing} are neither in params.yaml section "
-                       f"'{section_of(notebook)}' nor at its top level, nor passed with -p")
+        raise KeyError(f"{where}: parameters {missing} are neither in params.yaml section "
+                       f"'{section_of(where)}' nor at its top level, nor passed with -p")
     return out
 
 
-def strip(nb: dict) -> dict:
-    """Only what defines the computation: cell types, sources and tags; no outputs or run metadata."""
-    cells = []
-    for i, cell in enumerate(nb["cells"]):
-        clean = {"cell_type": cell["cell_type"], "id": cell.get("id", f"cell-{i}"), "metadata": {},
-                 "source": cell["source"]}
-        tags = cell.get("metadata", {}).get("tags")
-        if tags:
-            clean["metadata"]["tags"] = tags
-        if cell["cell_type"] == "code":
-            clean.update(execution_count=None, outputs=[])
-        cells.append(clean)
-    meta = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
-            "language_info": {"name": "python"}}
-    return {"cells": cells, "metadata": meta, "nbformat": 4, "nbformat_minor": 5}
+def resolve_parameters(notebook: str | os.PathLike, params: dict, overrides: dict | None = None) -> dict:
+    """The values a run of `notebook` (.py or .ipynb) gets: see the module docstring."""
+    from sot.pairing import read_notebook
+
+    return _resolve(read_notebook(notebook), str(notebook), params, overrides)
 
 
-def strip_all(src: Path = NOTEBOOKS, dest: Path = CLEAN) -> list[Path]:
-    from sot.io import atomic_path
-
-    written = []
-    for path in sorted(src.glob("*.ipynb")):
-        text = json.dumps(strip(json.loads(path.read_text(encoding="utf-8"))), indent=1, ensure_ascii=False)
-        target = dest / path.name
-        if not target.exists() or target.read_text(encoding="utf-8") != text + "\n":
-            with atomic_path(target) as tmp:
-                tmp.write_text(text + "\n", encoding="utf-8")
-        written.append(target)
-    return written
+def sources(notebooks: str | os.PathLike = NOTEBOOKS) -> list[Path]:
+    """The stage notebooks' .py sources (NN_verb.py), in order."""
+    return sorted(p for p in Path(notebooks).glob("*.py") if NAME.fullmatch(p.stem))
 
 
-def run(name: str, overrides: dict, output: str | None = None, params_file: str = "params.yaml") -> Path:
+def sync(params_file: str | os.PathLike = "params.yaml", notebooks: str | os.PathLike = NOTEBOOKS,
+         check: bool = False) -> list[str]:
+    """Set each .py's parameters cell to params.yaml's values (matrix items: the first), then write its .ipynb.
+    With check=True write nothing and return what is out of date (empty when all is in sync)."""
+    from sot.pairing import check_pair, read_notebook, write_pair
+
+    params, problems = load_params(params_file), []
+    for path in sources(notebooks):
+        book = read_notebook(path)
+        i, defaults = parameters_cell(book, str(path))
+        values = _resolve(book, str(path), params, None)
+        if check:
+            if values != defaults:
+                problems.append(f"{path}: parameters cell differs from {params_file}: run `python -m sot.nb sync`")
+            problems += check_pair(path)
+            continue
+        book.cells[i].source = "\n".join(f"{k} = {v!r}" for k, v in values.items())
+        for written in write_pair(path, book):
+            print(written)
+    return problems
+
+
+def run(name: str, overrides: dict | None = None, output: str | os.PathLike | None = None,
+        params_file: str = "params.yaml", root: str | os.PathLike | None = None) -> Path:
+    """Execute notebooks/NAME.py with papermill in the project root; write NAME.ipynb and NAME.html (see
+    the module docstring). Returns the executed notebook's path."""
     import papermill
+    from papermill.exceptions import PapermillExecutionError
 
-    notebook = CLEAN / f"{name}.ipynb"
-    if not notebook.exists():
-        raise FileNotFoundError(f"{notebook} missing: run `python -m sot.nb strip` (dvc stage `notebooks`)")
-    values = resolve_parameters(str(notebook), load_params(params_file), overrides)
-    out = Path(output) if output else RUNS / f"{name}.ipynb"
+    from sot.io import atomic_path
+    from sot.pairing import for_execution, read_notebook
+    from sot.report_html import to_html
+
+    root = Path(root) if root is not None else project_root()
+    source = root / NOTEBOOKS / f"{name}.py"
+    if not source.exists():
+        known = ", ".join(p.stem for p in sources(root / NOTEBOOKS)) or "none"
+        raise FileNotFoundError(f"{source}: no such notebook source (notebooks: {known})")
+    nb = read_notebook(source)
+    values = _resolve(nb, str(source), load_params(root / params_file), overrides)
+    nb = for_execution(nb)
+    out = Path(output) if output else root / RUNS / f"{name}.ipynb"
+    if out.suffix != ".ipynb":
+        raise ValueError(f"-o {out}: the executed notebook's name must end .ipynb (its report gets .html)")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.running.ipynb")
+    running, failed = out.with_name(f".{out.stem}.running.ipynb"), out.with_name(f".{out.stem}.failed.ipynb")
+    title = name if out.stem == name else f"{name} · {out.stem}"
+    previous = os.environ.get("SOT_PROGRESS")
+    os.environ.setdefault("SOT_PROGRESS", "text")  # the kernel inherits it: plain progress lines (sot.progress)
     start = time.time()
-    papermill.execute_notebook(str(notebook), str(tmp), parameters=values, progress_bar=False,
-                               log_output=True, kernel_name="python3", cwd=os.getcwd())
-    tmp.replace(out)
-    print(f"[sot.nb] {name} done in {time.time() - start:.1f}s -> {out}", file=sys.stderr)
+    try:
+        executed = papermill.execute_notebook(nb, str(running), parameters=values, progress_bar=False,
+                                              log_output=True, kernel_name="python3", cwd=str(root))
+        report = to_html(executed, title)
+    except PapermillExecutionError:
+        _keep_failed(running, failed, title)
+        print(f"[sot.nb] {name} failed after {time.time() - start:.1f}s; the executed copy up to the error: "
+              f"{failed} (and .html); {out} was left as it was", file=sys.stderr)
+        raise
+    except BaseException:  # interrupted, or the report could not be rendered: keep what ran, for a look
+        if running.exists():
+            running.replace(failed)
+        raise
+    finally:
+        if previous is None:
+            os.environ.pop("SOT_PROGRESS", None)
+    try:
+        with atomic_path(out.with_suffix(".html")) as tmp_html:
+            tmp_html.write_text(report, encoding="utf-8")
+            tmp_html.chmod(0o644)  # a web page for anyone who can read runs/ (temp files are created 0600)
+            running.replace(out)  # the two renames follow each other only once both files are complete
+    finally:
+        running.unlink(missing_ok=True)
+    failed.unlink(missing_ok=True)
+    failed.with_suffix(".html").unlink(missing_ok=True)
+    print(f"[sot.nb] {name} done in {time.time() - start:.1f}s -> {out} and {out.with_suffix('.html')}",
+          file=sys.stderr)
     return out
 
 
-def sync(params_file: str = "params.yaml") -> None:
-    """Rewrite each notebook's parameters cell so its defaults equal params.yaml (matrix items keep theirs)."""
-    params = load_params(params_file)
-    for path in sorted(NOTEBOOKS.glob("*.ipynb")):
-        nb = json.loads(path.read_text(encoding="utf-8"))
-        i, defaults = parameters_cell(nb, str(path))
-        section = params.get(section_of(path.name), {}) or {}
-        lines = []
-        for k, v in defaults.items():
-            plural = _plural(k, section, params)
-            v = section.get(k, params.get(k, plural[0] if plural else v))
-            lines.append(f"{k} = {v!r}")
-        nb["cells"][i]["source"] = "\n".join(lines)
-        path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+def _keep_failed(running: Path, failed: Path, title: str) -> None:
+    """Move a failed run's executed copy to `failed` (hidden: the index and DVC ignore it) and render it too."""
+    from sot.pairing import read_notebook
+    from sot.report_html import to_html
+
+    running.replace(failed)
+    failed.with_suffix(".html").write_text(to_html(read_notebook(failed), f"{title} (failed)"), encoding="utf-8")
+
+
+def setup(seed: int | None = None) -> None:
+    """The second code cell of every notebook: work from the project root wherever the kernel started
+    (JupyterLab starts it in notebooks/), make progress bars suit the run (sot.progress), print the banner
+    and seed every RNG. Relative paths (data/..., metrics/...) then mean what they mean under DVC."""
+    from sot import progress
+
+    root, here = project_root(), Path.cwd().resolve()
+    if here != root:
+        os.chdir(root)
+        print(f"working directory: {root} (the project root; the kernel started in {here})")
+    else:
+        print(f"working directory: {root} (the project root)")
+    progress.use_text_bars_everywhere()
+    print(f"progress bars: {progress.mode()}")
+    banner(seed)
 
 
 def banner(seed: int | None = None) -> None:
-    """Print versions and the device, and seed every RNG; the second cell of every notebook."""
+    """Print versions and the device, and seed every RNG."""
     import importlib.metadata as md
     import platform
     import subprocess
@@ -195,66 +271,43 @@ def banner(seed: int | None = None) -> None:
         print(f"seed {seed}")
 
 
-COLAB_BADGE = re.compile(r"colab\.research\.google\.com/github/[^/\s)]+/[^/\s)]+/blob/[^/\s)]+/")
-COLAB_REPO = re.compile(r'REPO = "[^"]*"')
-
-
-def set_colab_repo(repo: str, branch: str = "main", notebooks: Path = NOTEBOOKS,
-                   readme: Path | None = Path("README.md")) -> list[Path]:
-    """Point every Colab badge (notebooks and README) and install cell at github.com/<repo> (`owner/name`).
-    Idempotent; returns the files it changed. Run once after publishing the repository, then commit."""
-    if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo):
-        raise ValueError(f"repo must look like owner/name (github.com/owner/name), got {repo!r}")
-    badge = f"colab.research.google.com/github/{repo}/blob/{branch}/"
-    changed = []
-    for path in sorted(notebooks.glob("*.ipynb")):
-        book = json.loads(path.read_text(encoding="utf-8"))
-        for cell in book["cells"]:
-            text = "".join(cell["source"])
-            new = COLAB_REPO.sub(f'REPO = "https://github.com/{repo}"', COLAB_BADGE.sub(badge, text))
-            if new != text:
-                cell["source"] = new
-        dumped = json.dumps(book, indent=1, ensure_ascii=False) + "\n"
-        if dumped != path.read_text(encoding="utf-8"):
-            path.write_text(dumped, encoding="utf-8")
-            changed.append(path)
-    if readme and readme.exists():
-        text = readme.read_text(encoding="utf-8")
-        new = COLAB_BADGE.sub(badge, text)
-        if new != text:
-            readme.write_text(new, encoding="utf-8")
-            changed.append(readme)
-    return changed
-
-
-def _parse_overrides(pairs: list[list[str]]) -> dict:
-    return {k: yaml.safe_load(v) for k, v in pairs or []}
+def _parse_overrides(pairs: list[list[str]] | None) -> dict:
+    return {k: yaml.load(v, Loader=ParamsLoader) for k, v in pairs or []}
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m sot.nb", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("strip")
-    r = sub.add_parser("run")
+    r = sub.add_parser("run", help="execute notebooks/NAME.py; write its .ipynb and .html report")
     r.add_argument("name")
     r.add_argument("-p", nargs=2, action="append", metavar=("NAME", "VALUE"))
     r.add_argument("-o", "--output")
-    sub.add_parser("sync")
-    c = sub.add_parser("colab", help="point the Colab badges and install cells at github.com/OWNER/NAME")
+    s = sub.add_parser("sync", help="parameters cells from params.yaml; each .ipynb from its .py")
+    s.add_argument("--check", action="store_true", help="write nothing; exit 1 if anything is out of sync")
+    sub.add_parser("index", help="write runs/index.html linking every report under runs/")
+    c = sub.add_parser("colab", help="point the Colab badges and setup cells at github.com/OWNER/NAME")
     c.add_argument("repo", help="owner/name")
     c.add_argument("--branch", default="main")
     a = ap.parse_args(argv)
-    if a.cmd == "strip":
-        for p in strip_all():
-            print(p)
-    elif a.cmd == "run":
+    if a.cmd != "run":  # sync, index and colab work on the project's own files, from any folder inside it
+        os.chdir(project_root())
+    if a.cmd == "run":
+        import logging  # papermill logs each cell's output (log_output=True): print it, as plain lines
+        logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
         run(a.name, _parse_overrides(a.p), a.output)
-    elif a.cmd == "colab":
+    elif a.cmd == "sync":
+        problems = sync(check=a.check)
+        for p in problems:
+            print(p, file=sys.stderr)
+        if problems:
+            sys.exit(1)
+    elif a.cmd == "index":
+        from sot.report_html import write_index
+        print(write_index(RUNS, NOTEBOOKS))
+    else:
         for p in set_colab_repo(a.repo, a.branch):
             print(p)
-    else:
-        sync()
 
 
 if __name__ == "__main__":

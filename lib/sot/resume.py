@@ -30,7 +30,7 @@ import logging
 import time
 from pathlib import Path
 
-from tqdm.auto import tqdm
+from sot.progress import tqdm
 
 from sot import signals
 from sot.io import DataError, read_json, read_jsonl, write_json, write_jsonl

@@ -124,7 +124,7 @@ def run_many(sources: list[str], workers: int | None = None, progress: bool = Fa
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = pool.map(run, sources)
         if progress:
-            from tqdm.auto import tqdm
+            from sot.progress import tqdm
             results = tqdm(results, total=len(sources), desc="sandbox", unit="prog")
         return list(results)
 

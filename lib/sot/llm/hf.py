@@ -161,7 +161,7 @@ class TransformersBackend(Backend):
 
     def generate(self, prompts, sampling: Sampling, progress: bool = True) -> list[list[Sample]]:
         import torch
-        from tqdm.auto import tqdm
+        from sot.progress import tqdm
 
         check_prompts(prompts)
         torch.manual_seed(sampling.seed)

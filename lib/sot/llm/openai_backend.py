@@ -85,7 +85,7 @@ class OpenAIBackend(Backend):
                 "versions": versions("openai")}
 
     def generate(self, prompts, sampling: Sampling, progress: bool = True) -> list[list[Sample]]:
-        from tqdm.auto import tqdm
+        from sot.progress import tqdm
 
         check_prompts(prompts)
         bar = tqdm(total=len(prompts), unit="prompt", disable=not progress, desc="generate (openai)",
