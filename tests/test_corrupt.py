@@ -143,7 +143,7 @@ class FixedBackend:
     """Replies with texts[k] to a request that contains problem k's question."""
 
     def __init__(self, problems, texts):
-        self.replies, self.seeds = {p.question: t for p, t in zip(problems, texts)}, []
+        self.replies, self.seeds = {p.record["question"]: t for p, t in zip(problems, texts)}, []
 
     def generate(self, prompts, sampling, progress=True):
         self.seeds.append(sampling.seed)
@@ -162,8 +162,8 @@ def test_lm_rewrite_keeps_only_wrong_outputs():
     flawed, m = corrupt_traces(as_records(problems), problems, task, op, max_tries=2)
     assert [(f["id"], f["completion"]) for f in flawed] == [("g/0", "0+1=5\n#### 5")]
     assert m["operator"] == "lm_rewrite" and m["n_failed"] == 3 and backend.seeds == [10, 11]
-    assert m["failure_reasons"]["no_output"] == 1 and op.extraction_failures == {"no_tags": 2}   # one per try
-    assert op.last_reasons == [None, None, "no_tags"]                 # the last try: the three still pending
+    assert m["failure_reasons"]["no_output"] == 1 and op.extraction_failures == {"unclosed": 2}   # one per try (the reply is opened with the tag)
+    assert op.last_reasons == [None, None, "unclosed"]                 # the last try: the three still pending
     with pytest.raises(ValueError, match="question"):
         lm_rewrite(backend, Sampling(), template="only {solution}")
 

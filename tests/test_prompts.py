@@ -105,3 +105,16 @@ def test_transformers_backend_stops_a_run_on(tiny_model):
         assert sample.text == "40 + 4 = 44\n#### 44\n" and sample.finish_reason == "stop"
         assert sample.n_tokens < len(script) - 5                      # generation ended at the stop, not later
     assert task.grade(problem, cut[0][0].text).extracted == "44"
+
+
+def test_an_assistant_prefix_is_continued_not_closed(tiny_model):
+    """sot.paraphrase opens the reply with <rewritten>: the rendered prompt must end with that prefix (the model
+    continues inside the tag), with the generation prompt before it and no end-of-turn after it."""
+    from transformers import AutoTokenizer
+
+    from sot.prompts import render_messages
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    user = [{"role": "user", "content": "Rewrite: 1 + 1 = 2"}]
+    opened = render_messages(user + [{"role": "assistant", "content": "<rewritten>\n"}], tok)
+    assert opened == render_messages(user, tok) + "<rewritten>\n"

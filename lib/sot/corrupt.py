@@ -27,7 +27,7 @@ from typing import Callable, Sequence
 from sot.progress import tqdm
 
 from sot.io import DataError
-from sot.paraphrase import extract_tagged, fill_template
+from sot.paraphrase import extract_tagged, fill_template, reply_text, rewrite_request
 from sot.perturb import perturb_steps
 from sot.selection import seeded_key
 from sot.sft.data import is_truncated
@@ -71,11 +71,11 @@ class lm_rewrite:  # noqa: N801  (used like a function: lm_rewrite(backend, samp
         self.last_reasons: list[str | None] = []
 
     def batch(self, problems: Sequence, traces: Sequence[str], attempt: int = 0) -> list[str | None]:
-        requests = [[{"role": "user", "content": fill_template(self.template, p.question, t)}]
-                    for p, t in zip(problems, traces)]
+        from sot.tasks import get_task
+        requests = [rewrite_request(get_task(p.task), p, t, self.template) for p, t in zip(problems, traces)]
         sampling = dataclasses.replace(self.sampling, seed=self.sampling.seed + attempt)
         outs = self.backend.generate(requests, sampling, progress=self.progress) if requests else []
-        pairs = [extract_tagged(o[0].text) for o in outs]
+        pairs = [extract_tagged(reply_text(o[0].text)) for o in outs]
         self.last_reasons = [reason for _, reason in pairs]
         self.extraction_failures.update(reason for reason in self.last_reasons if reason)
         return [text for text, _ in pairs]

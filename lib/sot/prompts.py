@@ -70,11 +70,17 @@ def stop_strings(style: str) -> tuple[str, ...]:
 
 
 def render_messages(messages: list, tokenizer) -> str:
-    """Chat messages through the tokenizer's chat template, with the assistant's generation prompt."""
+    """Chat messages through the tokenizer's chat template, with the assistant's generation prompt.
+
+    When the last message is the assistant's, its text is a prefix the reply continues (the template's
+    `continue_final_message`): sot.paraphrase opens the <rewritten> tag this way, so the model writes inside it."""
     if tokenizer is None or not getattr(tokenizer, "chat_template", None):
         raise ValueError("prompt style 'chat' needs a tokenizer with a chat template; "
                          "use style 'plain' for base models")
-    return tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=False)
+    messages = list(messages)
+    if messages and messages[-1].get("role") == "assistant":
+        return tokenizer.apply_chat_template(messages, continue_final_message=True, tokenize=False)
+    return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
 
 def render(question: str, style: str, tokenizer=None) -> str:

@@ -117,6 +117,12 @@ class Task:
         pairs = seeded_subset(pairs, limit, seed)
         return [self.from_record(rec, id=pid, split=split) for pid, rec in pairs]
 
+    def statement(self, problem: Problem) -> str:
+        """The problem as the dataset states it, without the answer-format instruction of Problem.question
+        (what a paraphrase or rewrite prompt shows beside the solution: the instruction asks for an answer,
+        which a small model then gives instead of rewriting). Default: the whole question."""
+        return problem.question
+
     def messages(self, problem: Problem) -> list[dict]:
         """Chat style: the question as one user message (each backend applies the model's chat template)."""
         return [{"role": "user", "content": problem.question}]

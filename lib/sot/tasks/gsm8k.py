@@ -32,6 +32,9 @@ class GSM8K(Task):
                        reference=record["answer"], answer=gold_answer(record["answer"], id or "record"),
                        record=dict(record))
 
+    def statement(self, problem: Problem) -> str:
+        return problem.record["question"].strip()
+
     def grade(self, problem: Problem, completion: str) -> Grade:
         """Strict grading (README "Grading contract"): the last answer statement, else the last number."""
         span = answers.extract_answer(completion, last_number_fallback=True)

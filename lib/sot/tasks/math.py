@@ -50,6 +50,9 @@ class MATH(Task):
         return Problem(id=id, task=self.name, question=f"{record['problem'].strip()}\n\n{MATH_INSTRUCTION}",
                        reference=record["solution"], answer=gold_answer(record, id), record=dict(record))
 
+    def statement(self, problem: Problem) -> str:
+        return problem.record["problem"].strip()
+
     def grade(self, problem: Problem, completion: str) -> Grade:
         """Strict grading (README "Grading contract"): the last answer statement, no last-number fallback."""
         span = answers.extract_answer(completion)
