@@ -70,6 +70,9 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--temperature", type=float, default=0.7)
+    ap.add_argument("--top-p", type=float, default=1.0)
+    ap.add_argument("--dtype", default="auto", help="transformers dtype: auto (bf16 on CUDA, float32 on CPU), "
+                    "float32, bfloat16 (CPUs with AMX / AVX512-BF16 run it several times faster)")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch CPU threads (default: torch's choice); on a shared, busy CPU 1 avoids "
                          "oversubscription, which slowed 2-thread generation ~14x on the 2-core dev box")
@@ -96,10 +99,12 @@ def main(argv=None) -> list[dict]:
     rows: list[dict] = []
     for device in devices:
         modes = [(f"batched (batch {args.batch_size})", args.batch_size), ("one at a time", 1)]
-        backends = {bs: get_backend("transformers", args.model, device=device, batch_size=bs, ignore_eos=True)
+        backends = {bs: get_backend("transformers", args.model, device=device, batch_size=bs, ignore_eos=True,
+                                    dtype=args.dtype)
                     for _, bs in modes}
         for k in ks:
-            sampling = Sampling(n=k, temperature=args.temperature, max_new_tokens=args.max_new_tokens, seed=0)
+            sampling = Sampling(n=k, temperature=args.temperature, top_p=args.top_p,
+                                max_new_tokens=args.max_new_tokens, seed=0)
             measured = {}
             for mode, bs in modes:
                 measured[mode] = time_backend(backends[bs], prompt_list, sampling, args.repeats)
@@ -126,8 +131,8 @@ def main(argv=None) -> list[dict]:
         rows.append({"device": "cuda", "backend": "vllm", "k": k, "mode": "continuous batching", **result,
                      "speedup": round(result["tokens_per_s"] / base["tokens_per_s"], 2),
                      "note": "speedup vs batched transformers on cuda"})
-    print(f"\nmodel {args.model}, torch threads {torch.get_num_threads()}, {args.prompts} prompts, "
-          f"{args.max_new_tokens} new tokens per sample, temperature {args.temperature}, "
+    print(f"\nmodel {args.model}, dtype {args.dtype}, torch threads {torch.get_num_threads()}, {args.prompts} prompts, "
+          f"{args.max_new_tokens} new tokens per sample, temperature {args.temperature}, top_p {args.top_p}, "
           f"median of {args.repeats} runs after a warm-up\n")
     print(markdown(rows))
     if args.out:

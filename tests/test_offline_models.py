@@ -83,3 +83,28 @@ def test_an_old_conversion_is_rebuilt(tmp_path):
     assert not om.is_current(folder)                     # no PROVENANCE.json: made by the old converter
     (folder / om.PROVENANCE).write_text('{"converter_version": %d}' % om.CONVERTER_VERSION)
     assert om.is_current(folder)
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "gemma2"])
+def test_tiny_random_students_of_each_family_load_and_generate(tmp_path, arch):
+    """The paper-smoke preset's students: tiny random models of the paper's three student families."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from sot.models import tiny_random
+
+    folder = tiny_random(tmp_path / arch, arch=arch)
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    tok = AutoTokenizer.from_pretrained(folder)
+    assert model.config.model_type == arch and tok.chat_template
+    ids = tok("Problem:\n1+1?\n\nSolution:\n", return_tensors="pt").input_ids
+    out = model.generate(ids, max_new_tokens=3, do_sample=False, pad_token_id=tok.pad_token_id)
+    assert out.shape[1] == ids.shape[1] + 3 and torch.isfinite(model(ids).logits).all()
+
+
+def test_unknown_tiny_architecture_is_not_taken_for_a_tiny_model():
+    from sot.models import resolve, tiny_random
+
+    assert resolve("tiny-random-mamba") == "tiny-random-mamba"      # a hub id, untouched
+    with pytest.raises(ValueError, match="arch must be one of llama, qwen2, gemma2"):
+        tiny_random("unused", arch="mamba")
