@@ -16,14 +16,24 @@
 # %% [markdown]
 # # 1 · Prepare: problems and human traces (H)
 #
-# Loads each task's train and test problems from the local upstream-format copies (`data_dir`) or the hub, generates Countdown, and writes the human-trace set **H** (GSM8K `answer`, MATH `solution`, MBPP `code`, Countdown: a solver-written trace). Every reference is graded as a check.
+# Every task in `tasks` gets its training and test problems and its human-written traces **H**: GSM8K's
+# `answer`, MATH's `solution`, MBPP's `code` (Countdown has no human traces: a solver writes a step-by-step
+# one, and is generated, seeded, solvable by construction). Problems come from the local upstream-format copies
+# in `data_dir` (else `$SOT_DATA_DIR`, else the Hugging Face hub); each question carries the task's
+# answer-format instruction, so that a teacher's reply is gradable.
 #
-# Writes `data/prepare/<task>/{train,test,H}.jsonl` and `metrics/prepare.json`.
+# - **In:** `data_dir` (`<data_dir>/gsm8k/{train,test}.jsonl`, `mbpp/mbpp.jsonl`, ...). **Out:**
+#   `data/prepare/<task>/{train,test,H}.jsonl` and `metrics/prepare.json` (sizes and the gold check).
+# - **Matters:** `n_train` and `n_test` (a seeded random subset of each split, kept in dataset order; `null`:
+#   all of it), `seed` (which subset). Everything downstream reads these files, so a change here reruns the
+#   whole pipeline.
+# - **The gold check:** every reference trace must grade correct with the task's own grader; a reference that
+#   does not is a grader bug (or a broken record) and is listed below.
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/OWNER/shape-of-thought/blob/main/notebooks/01_prepare.ipynb)
 
 # %% tags=["parameters"]
-tasks = ['countdown', 'gsm8k']
+tasks = ['gsm8k', 'mbpp']
 data_dir = '../shared/data'
 seed = 42
 n_train = 12
@@ -45,8 +55,91 @@ from sot.nb import setup
 
 setup(seed)
 
-# %%
-from sot.stages import prepare
+# %% [markdown]
+# ## Load every task's splits
+# All tasks are loaded and validated before anything is written: a bad record stops here, naming its file,
+# line and field, and leaves the previous outputs as they were.
 
-summary = prepare.run(tasks=tasks, data_dir=data_dir, n_train=n_train, n_test=n_test, seed=seed)
-summary
+# %%
+import pandas as pd
+
+from sot.io import write_json, write_jsonl
+from sot.pipeline import DATA, METRICS
+from sot.show import side_by_side
+from sot.tasks import get_task
+
+loaded = {}
+for name in tasks:
+    task = get_task(name)
+    loaded[name] = {"train": task.load_split("train", data_dir, limit=n_train, seed=seed),
+                    "test": task.load_split("test", data_dir, limit=n_test, seed=seed)}
+
+# %% [markdown]
+# ## Write the problems and H
+# An H record has the fields every training set has: `{id, task, category, prompt (the question), completion
+# (the human trace), source}`.
+
+# %%
+def human_record(problem) -> dict:
+    return {"id": problem.id, "task": problem.task, "category": "H", "prompt": problem.question,
+            "completion": problem.reference, "source": {"kind": "human", "dataset": problem.task}}
+
+
+for name, splits in loaded.items():
+    out = DATA / "prepare" / name
+    for split, problems in splits.items():
+        write_jsonl(out / f"{split}.jsonl", (p.to_dict() for p in problems))
+    write_jsonl(out / "H.jsonl", (human_record(p) for p in splits["train"]))
+pd.DataFrame({name: {split: len(ps) for split, ps in splits.items()} for name, splits in loaded.items()}).T \
+    .rename_axis("task")
+
+# %% [markdown]
+# ## The gold check: every reference grades correct
+# MBPP's references run in the sandbox against their `test_list`.
+
+# %%
+summary, failures = {}, []
+for name, splits in loaded.items():
+    everything = splits["train"] + splits["test"]
+    gold = get_task(name).grade_many(everything, [p.reference for p in everything])
+    summary[name] = {"train": len(splits["train"]), "test": len(splits["test"]),
+                     "gold_correct": sum(g.correct for g in gold), "gold_total": len(gold)}
+    failures += [{"task": name, "id": p.id, "extracted": g.extracted} for p, g in zip(everything, gold)
+                 if not g.correct]
+write_json(METRICS / "prepare.json", summary)
+if failures:
+    print(f"WARNING: {len(failures)} reference traces do not grade correct (a grader or data problem):")
+    display(pd.DataFrame(failures))
+else:
+    print("every reference grades correct")
+pd.DataFrame(summary).T.rename_axis("task")
+
+# %% [markdown]
+# ## One problem per task, with its human trace
+# The question is what the teacher and the students are prompted with (the task's instruction included).
+
+# %%
+for name, splits in loaded.items():
+    if not splits["train"]:
+        print(f"{name}: no training problems (n_train = {n_train})")
+        continue
+    p = splits["train"][0]
+    display(side_by_side({"question": p.question, "H (human trace)": p.reference}, title=f"{name}: {p.id}",
+                         notes={"H (human trace)": f"gold answer: {p.answer}" if p.answer is not None
+                                else "graded by its tests"}))
+
+# %% [markdown]
+# ## How long the human traces are
+# Words per trace (whitespace-separated; GSM8K counts its `<<48/2=24>>` calculator notes as words here).
+# The teacher's `max_new_tokens` and the students' `max_length` must leave room for traces this long.
+
+# %%
+import matplotlib.pyplot as plt
+
+fig, axes = plt.subplots(1, len(loaded), figsize=(4.5 * len(loaded), 3), squeeze=False)
+for ax, (name, splits) in zip(axes[0], loaded.items()):
+    lengths = [len(p.reference.split()) for p in splits["train"]]
+    ax.hist(lengths, bins=15, color="tab:blue")
+    ax.set(title=f"{name}: H ({len(lengths)} traces)", xlabel="words per trace", ylabel="traces")
+fig.tight_layout()
+plt.show()

@@ -76,16 +76,18 @@ def test_check_pair_names_outputs_and_drift_and_sync_repairs_both(tmp_path):
     code_cells(book)[2].execution_count = 3
     nbformat.write(book, ipynb)
     (problem,) = pairing.check_pair(py)
-    assert "hold outputs" in problem and "[3]" in problem and "sot.nb sync" in problem
+    index = book.cells.index(code_cells(book)[2])
+    assert "hold outputs" in problem and f"[{index}]" in problem and "sot.nb sync" in problem
 
-    py.write_text(py.read_text().replace("report\n", "report['counts']\n"))   # a later edit to the .py only
+    assert "view.head(24)\n" in py.read_text()
+    py.write_text(py.read_text().replace("view.head(24)\n", "view.head(12)\n"))   # a later edit to the .py only
     (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
     nb.sync(tmp_path / "params.yaml", tmp_path / "notebooks")
     assert pairing.check_pair(py) == []
-    assert "report['counts']" in "".join(c.source for c in nbformat.read(ipynb, as_version=4).cells)
+    assert "view.head(12)" in "".join(c.source for c in nbformat.read(ipynb, as_version=4).cells)
     assert py.stat().st_mtime >= ipynb.stat().st_mtime        # jupytext in Lab wants the text file no older
 
-    py.write_text(py.read_text().replace("report['counts']", "report['sets']"))
+    py.write_text(py.read_text().replace("view.head(12)", "view.head(6)"))
     (problem,) = pairing.check_pair(py)
     assert "out of sync" in problem and "cells differ" in problem
 
@@ -260,6 +262,8 @@ def test_index_links_every_report_grouped_by_stage(tmp_path):
         (runs / rel).write_text("<html></html>")
     for name in ("01_prepare", "06_mix"):
         copy_pair(name, books)
+    mix_py = books / "06_mix.py"     # a title with characters HTML must escape
+    mix_py.write_text(re.sub(r"(?m)^# # 6 · Mix: .*$", "# # 6 · Mix: the F<pct> sets", mix_py.read_text(), count=1))
     page = report_html.write_index(runs, books).read_text()
     titles = re.findall(r"<h2>(.*?)</h2>", page)
     assert titles == ["1 · Prepare: problems and human traces (H)", "6 · Mix: the F&lt;pct&gt; sets", "99_gone"]

@@ -46,7 +46,7 @@ def _present(v) -> bool:
 def _err(frame: pd.DataFrame, est: str, lo: str, hi: str) -> np.ndarray:
     """Asymmetric error-bar lengths in points (rows without an interval get none)."""
     e, l, h = (frame[c].astype(float).to_numpy() for c in (est, lo, hi))
-    return np.nan_to_num(100 * np.vstack([e - l, h - e]))
+    return np.clip(np.nan_to_num(100 * np.vstack([e - l, h - e])), 0, None)   # float noise at 0 % or 100 %
 
 
 def _delta_axis(ax, x, names, sub: pd.DataFrame, prefix: str, ref_label: str, color) -> None:
@@ -59,7 +59,7 @@ def _delta_axis(ax, x, names, sub: pd.DataFrame, prefix: str, ref_label: str, co
         elif _present(r.get(f"delta_vs_{prefix}")):
             d = 100 * float(r[f"delta_vs_{prefix}"])
             lo, hi = 100 * float(r[f"delta_{prefix}_lo"]), 100 * float(r[f"delta_{prefix}_hi"])
-            ax.errorbar(xi, d, yerr=[[d - lo], [hi - d]], marker="o", capsize=3, color=color(name), ls="")
+            ax.errorbar(xi, d, yerr=[[max(0.0, d - lo)], [max(0.0, hi - d)]], marker="o", capsize=3, color=color(name), ls="")
         else:
             ax.text(xi, 0, "—", ha="center", va="bottom", fontsize="small")
 
@@ -267,7 +267,7 @@ def plot_distance_vs_accuracy(distance, accuracy, out_stem, self_nll: dict | Non
             sub = df[df.task == task]
             for _, row in sub.iterrows():
                 y = 100 * row.strict
-                ax.errorbar(row.nll, y, yerr=[[100 * (row.strict - row.strict_lo)], [100 * (row.strict_hi - row.strict)]],
+                ax.errorbar(row.nll, y, yerr=_err(pd.DataFrame([row]), "strict", "strict_lo", "strict_hi"),
                             marker=markers[row.student], color=set_color(row.set), capsize=3, ls="")
                 ax.annotate(row.set, (row.nll, y), xytext=(5, 4), textcoords="offset points", fontsize="small")
             if self_nll and task in self_nll:

@@ -1,7 +1,9 @@
-"""Stage figures: gather the stage metrics into tables, draw the paper's figures, print the results table.
+"""The study's tables, gathered from the stage outputs: what the figures notebook (10_figures) draws and prints.
 
 Accuracies and comparisons are recomputed from the per-problem rows (data/evaluate/*.jsonl, checked by
 sot.evaluate.check_rows), never taken from a stored summary, so the table cannot mix interval methods.
+`write_table` writes figures/results.md (+ accuracy.csv, trend.csv: the data DVC's plots read), with the
+teacher-vs-student comparison on the training problems (`teacher_student_table`) beside the results.
 """
 from __future__ import annotations
 
@@ -9,13 +11,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from sot import plots, tables
-from sot.evaluate import accuracy_record, panel, summarize_rows, trend_record
-from sot.io import atomic_path, read_json
-from sot.stages import METRICS, run_name
-from sot.stages.evaluate import load_rows
-
-FIGURES = Path("figures")
+from sot import tables
+from sot.evaluate import accuracy_record, check_rows, panel, summarize_rows, trend_record
+from sot.io import DataError, atomic_path, iter_jsonl, read_json
+from sot.pipeline import DATA, FIGURES, METRICS, run_name
 
 
 def evaluated(task: str, student: str, set_name: str) -> dict | None:
@@ -39,13 +38,14 @@ def skipped_runs(tasks, students, sets) -> list[str]:
     return out
 
 
-def accuracy_tables(tasks, students, sets, n_boot: int = 2000, seed: int = 0,
+def accuracy_tables(tasks, students, sets, n_perm: int = 2000, seed: int = 0,
                     level: float = 0.95) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(accuracy, trend) DataFrames for sot.plots / sot.tables, recomputed from the stored per-problem rows.
 
     Per (task, student): every evaluated set's accuracy (Wilson), and sot.evaluate.panel's tests (each set vs
-    H, each F<pct> vs F0, the trend over pct with n_boot permutations seeded with `seed`), Holm-adjusted
+    H, each F<pct> vs F0, the trend over pct with n_perm permutations seeded with `seed`), Holm-adjusted
     together. F0 is the evaluated F0 set, else the set the mixtures were made from (F0 equals it).
+    Raises FileNotFoundError, before anything is drawn, when no (task, student) has any evaluated run.
     """
     acc_rows, trend_rows = [], []
     for task in tasks:
@@ -55,7 +55,7 @@ def accuracy_tables(tasks, students, sets, n_boot: int = 2000, seed: int = 0,
                 continue
             rows = {s: load_rows(task, student, s) for s in names}
             f0 = "F0" if "F0" in rows else mixture_base([task])
-            tests = panel(rows, reference="H", f0=f0, level=level, n_perm=n_boot, seed=seed)
+            tests = panel(rows, reference="H", f0=f0, level=level, n_perm=n_perm, seed=seed)
             for s in names:
                 in_f0 = s in tests["vs_f0"]
                 acc_rows.append(accuracy_record(task, student, s, summarize_rows(rows[s], level),
@@ -63,6 +63,9 @@ def accuracy_tables(tasks, students, sets, n_boot: int = 2000, seed: int = 0,
                                                 tests["vs_f0"][s] if in_f0 else None, f0 if in_f0 else None))
             if tests["vs_f0"]:
                 trend_rows.append(trend_record(task, student, tests["trend"]))
+    if not acc_rows:
+        raise FileNotFoundError(f"no evaluation metrics under {METRICS / 'evaluate'} for tasks {list(tasks)}, "
+                                f"students {list(students)}; run `dvc repro evaluate evaluate_base` first")
     return pd.DataFrame(acc_rows), pd.DataFrame(trend_rows)
 
 
@@ -91,13 +94,64 @@ def distance_tables(tasks, students) -> tuple[pd.DataFrame, dict]:
     return pd.DataFrame(rows), self_nll
 
 
-def steps_table(tasks) -> pd.DataFrame:
+def teacher_student_table(tasks, students) -> pd.DataFrame:
+    """Accuracy on the same training problems: the teacher's samples (metrics/classify/<task>.json: k samples per
+    problem at generate.temperature) beside each base student's own greedy samples (metrics/distance/
+    <task>-<student>.json `self_accuracy`, Wilson interval over problems). One row per (task, student); a side
+    whose metrics are missing is None."""
     rows = []
+    for task in tasks:
+        path = METRICS / "classify" / f"{task}.json"
+        c = read_json(path) if path.exists() else {}
+        n_samples, n_problems = c.get("n_samples"), c.get("n_problems")
+        teacher = {"teacher_correct_samples": c.get("n_correct_samples"), "teacher_samples": n_samples,
+                   "teacher_sample_accuracy": c["n_correct_samples"] / n_samples if n_samples else None,
+                   "teacher_problems_with_G": c.get("n_problems_with_G"), "teacher_problems": n_problems}
+        for student in students:
+            path = METRICS / "distance" / f"{task}-{student}.json"
+            own = (read_json(path).get("self_accuracy") if path.exists() else None) or {}
+            rows.append({"task": task, "student": student, **teacher,
+                         "student_correct": own.get("n_correct"), "student_problems": own.get("n"),
+                         "student_accuracy": own.get("accuracy"), "student_lo": own.get("lo"),
+                         "student_hi": own.get("hi")})
+    return pd.DataFrame(rows)
+
+
+def teacher_student_markdown(table: pd.DataFrame) -> str:
+    """The teacher-vs-student comparison as a markdown table with its caption ("" when there is no row)."""
+    if table.empty:
+        return ""
+
+    def frac(k, n):
+        return "—" if pd.isna(k) or pd.isna(n) or not n else f"{100 * k / n:.1f} ({int(k)}/{int(n)})"
+
+    lines = ["Teacher and base student on the same training problems (before fine-tuning): the teacher's accuracy "
+             "over its k samples per problem (generate.temperature) and the share of problems with a correct "
+             "sample (these make G); the student's accuracy with one greedy sample per problem (stage 7), "
+             "95% Wilson interval over problems.", "",
+             "| task | student | teacher: correct samples % | teacher: problems with G % "
+             "| student greedy % [95% CI] |", "|---|---|---|---|---|"]
+    for _, r in table.iterrows():
+        own = "—" if pd.isna(r.student_accuracy) else (
+            f"{100 * r.student_accuracy:.1f} [{100 * r.student_lo:.1f}, {100 * r.student_hi:.1f}] "
+            f"({int(r.student_correct)}/{int(r.student_problems)})")
+        lines.append(f"| {r.task} | {r.student} | {frac(r.teacher_correct_samples, r.teacher_samples)} "
+                     f"| {frac(r.teacher_problems_with_G, r.teacher_problems)} | {own} |")
+    return "\n".join(lines) + "\n"
+
+
+def steps_table(tasks) -> pd.DataFrame:
+    """Step validity per (task, set) from the classify, paraphrase and mix metrics. A set reported by more than
+    one stage (paraphrase also reports H, beside P) is taken from the first: classify for H, G and W."""
+    rows, seen = [], set()
     for task in tasks:
         for path in [METRICS / "classify" / f"{task}.json", METRICS / "paraphrase" / f"{task}.json",
                      *sorted((METRICS / "mix").glob(f"{task}-F*.json"))]:
             if path.exists():
                 for s, v in read_json(path).get("step_validity", {}).items():
+                    if (task, s) in seen:
+                        continue
+                    seen.add((task, s))
                     rows.append({"task": task, "set": s, "valid_fraction": v["frac_valid"],
                                  "n_steps": v["n_steps"]})
     return pd.DataFrame(rows)
@@ -111,36 +165,29 @@ def mixture_base(tasks) -> str:
     return bases.pop() if bases else "G"
 
 
-def run(tasks, students, sets, formats=("png", "pdf"), dpi: int = 150, seed: int = 0, n_boot: int = 2000) -> str:
-    """All figures and the results table from the stage metrics; returns the table (markdown).
+def load_rows(task: str, student: str, set_name: str) -> list[dict]:
+    """The stored per-problem rows of one evaluated run, checked (sot.evaluate.check_rows: errors name file, line)."""
+    path = Path(DATA / "evaluate" / f"{run_name(task, student, set_name)}.jsonl")
+    if not path.exists():
+        raise DataError(f"{path}: no per-problem rows for an evaluated run; rerun `dvc repro evaluate`")
+    numbered = list(iter_jsonl(path))
+    return check_rows([r for _, r in numbered], str(path), lines=[n for n, _ in numbered])
 
-    seed, n_boot: the permutations of the trend test (the only resampling here).
-    """
-    acc, trend = accuracy_tables(tasks, students, sets, n_boot=n_boot, seed=seed)
-    if acc.empty:
-        raise FileNotFoundError(f"no evaluation metrics under {METRICS / 'evaluate'}; run `dvc repro evaluate` first")
-    FIGURES.mkdir(exist_ok=True)
-    plots.set_output(formats, dpi)
-    plots.plot_accuracy_by_set(acc, FIGURES / "accuracy_by_set")
-    if acc["set"].str.match(r"^F\d+$").any():
-        plots.plot_tolerance(acc, FIGURES / "tolerance", trend=trend, f0_set=mixture_base(tasks))
-    loss = loss_table(tasks, students, sets)
-    if not loss.empty:
-        plots.plot_loss_curves(loss, FIGURES / "loss_curves")
-    distance, self_nll = distance_tables(tasks, students)
-    if not distance.empty:
-        plots.plot_distance_vs_accuracy(distance, acc, FIGURES / "distance_vs_accuracy", self_nll=self_nll)
-    steps = steps_table(tasks)
-    if not steps.empty:
-        plots.plot_step_validity(steps, FIGURES / "step_validity")
+
+def write_table(acc: pd.DataFrame, trend: pd.DataFrame, skipped: list[str], folder: Path = FIGURES,
+                teacher_student: pd.DataFrame | None = None) -> str:
+    """figures/results.md (the markdown table, the trend table, the skipped runs and, when given, the
+    teacher-vs-student table of `teacher_student_table`), accuracy.csv and trend.csv; returns the markdown."""
     table = tables.results_table(acc, trend)
-    skipped = skipped_runs(tasks, students, sets)
     if skipped:
         table += "\n\nNot trained or evaluated (empty training set):\n" + "\n".join(f"- {s}" for s in skipped)
-    with atomic_path(FIGURES / "results.md") as tmp:
+    if teacher_student is not None and not teacher_student.empty:
+        table += "\n\n" + teacher_student_markdown(teacher_student)
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(folder / "results.md") as tmp:
         tmp.write_text(table + "\n", encoding="utf-8")
-    with atomic_path(FIGURES / "accuracy.csv") as tmp:
+    with atomic_path(folder / "accuracy.csv") as tmp:
         acc.to_csv(tmp, index=False)
-    with atomic_path(FIGURES / "trend.csv") as tmp:
+    with atomic_path(folder / "trend.csv") as tmp:
         trend.to_csv(tmp, index=False)
     return table

@@ -1,10 +1,13 @@
-"""Stage sft: fine-tune one student on one training set (one DVC matrix item).
+"""The sft stage's run of one (task, student, set): what notebooks/08_sft.py calls, and a process entry point.
 
-With `sft.num_processes` > 1 the notebook's process does not train: it launches this module with torchrun on
-that many processes (one per GPU; TRL with DDP), each of which runs `run` with the same parameters from
+`run` fine-tunes the student on the set (sot.sft.train, resumable checkpoints under data/.cache/sft/<run>),
+writes data/sft/<run>/ and metrics/sft/<run>.json + metrics/sft/loss/<run>.csv; an empty set is not trained
+(SKIPPED.json and the reason, for the results table). It lives in the library, not in the notebook, because
+with `sft.num_processes` > 1 the notebook's process does not train: it launches this module with torchrun on
+that many processes (one per GPU; TRL with DDP), each of which runs `run` with the notebook's parameters from
 params.yaml, and reads back what rank 0 wrote. By hand, the same:
 
-    SOT_SFT_LAUNCHED=1 torchrun --standalone --nproc_per_node 4 -m sot.stages.sft --task gsm8k --student llama-3.1-8b --set G
+    SOT_SFT_LAUNCHED=1 torchrun --standalone --nproc_per_node 4 -m sot.sft.stage --task gsm8k --student llama-3.1-8b --set G
 """
 from __future__ import annotations
 
@@ -17,19 +20,17 @@ import sys
 from sot.io import atomic_path, read_json, write_json
 from sot.sft import train
 from sot.sft.config import SFTConfig
-from sot.stages import DATA, METRICS, run_name, set_path
-from sot.stages.common import load_set, model_ref
+from sot.pipeline import DATA, METRICS, SKIPPED, cache_dir, load_set, model_and_style, run_name, set_path
 
 LAUNCHED = "SOT_SFT_LAUNCHED"   # set in the processes `launch` starts, so they train instead of launching again
 RENAMED = {"batch_size": "per_device_batch_size"}  # params.yaml name -> SFTConfig field
 
 
-def config(models: dict, student: str, style: str, seed: int, options: dict) -> SFTConfig:
+def config(models: dict, student: str, seed: int, options: dict) -> SFTConfig:
+    """The SFTConfig of a run: the student's reference and prompt style from `models`, the sft section's options."""
+    model, style = model_and_style(models, student)
     fields = {RENAMED.get(k, k): v for k, v in options.items()}
-    return SFTConfig.from_dict({"model": model_ref(models, student), "style": style, "seed": seed, **fields})
-
-
-SKIPPED = "SKIPPED.json"  # written instead of a model when the training set is empty
+    return SFTConfig.from_dict({"model": model, "style": style, "seed": seed, **fields})
 
 
 def why_empty(task: str, set_name: str) -> str:
@@ -47,8 +48,8 @@ def why_empty(task: str, set_name: str) -> str:
     return "Check the stage that writes this set."
 
 
-def run(task: str, student: str, set_name: str, models: dict, style: str, seed: int, options: dict) -> dict:
-    records = load_set(set_path(task, set_name))
+def run(task: str, student: str, set_name: str, models: dict, seed: int, options: dict) -> dict:
+    records = load_set(task, set_name)
     name = run_name(task, student, set_name)
     if not records:  # a weak teacher can leave a task without any correct (G) trace: say so, train nothing
         reason = f"{set_path(task, set_name)} is empty (0 records): nothing to fine-tune on. {why_empty(task, set_name)}"
@@ -69,8 +70,8 @@ def run(task: str, student: str, set_name: str, models: dict, style: str, seed: 
             raise RuntimeError(f"sft: launched for {processes} processes but WORLD_SIZE is "
                                f"{os.environ.get('WORLD_SIZE', 'unset')}; the launcher did not distribute the run")
         # checkpoints outside the DVC out (DVC deletes data/sft/<run> before the stage runs); a rerun resumes
-        result = train(records, config(models, student, style, seed, options), DATA / "sft" / name,
-                       checkpoint_dir=DATA / ".cache" / "sft" / name)
+        result = train(records, config(models, student, seed, options), DATA / "sft" / name,
+                       checkpoint_dir=cache_dir("sft", name))
         if int(os.environ.get("RANK", "0")) != 0:
             return {}
         history = result.pop("history")
@@ -86,8 +87,8 @@ def launch(task: str, student: str, set_name: str, processes: int) -> None:
     """Run this stage item on `processes` processes with torchrun (what `accelerate launch --multi_gpu` runs):
     one per GPU with NCCL, or, on a machine without CUDA, CPU processes with gloo (how the tests exercise it)."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes),
-           "-m", "sot.stages.sft", "--task", task, "--student", student, "--set", set_name]
-    print(f"[sot.stages.sft] launching {processes} processes: {' '.join(cmd[2:])}", flush=True)
+           "-m", "sot.sft.stage", "--task", task, "--student", student, "--set", set_name]
+    print(f"[sot.sft.stage] launching {processes} processes: {' '.join(cmd[2:])}", flush=True)
     done = subprocess.run(cmd, env={**os.environ, LAUNCHED: "1"})
     if done.returncode:
         raise RuntimeError(f"sft {run_name(task, student, set_name)}: the {processes}-process launch exited with "
@@ -98,16 +99,16 @@ def main(argv=None) -> None:
     """Entry point of the launched processes: the same parameters as the notebook, from params.yaml."""
     from sot.nb import load_params, resolve_parameters
 
-    ap = argparse.ArgumentParser(prog="python -m sot.stages.sft", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m sot.sft.stage", description=__doc__.split("\n")[0])
     ap.add_argument("--task", required=True)
     ap.add_argument("--student", required=True)
     ap.add_argument("--set", required=True)
     ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--notebook", default="notebooks/08_sft.ipynb")
+    ap.add_argument("--notebook", default="notebooks/08_sft.py")
     a = ap.parse_args(argv)
     values = resolve_parameters(a.notebook, load_params(a.params), {"task": a.task, "student": a.student, "set": a.set})
-    fixed = {k: values.pop(k) for k in ("task", "student", "set", "models", "style", "seed")}
-    run(fixed["task"], fixed["student"], fixed["set"], fixed["models"], fixed["style"], fixed["seed"], options=values)
+    fixed = {k: values.pop(k) for k in ("task", "student", "set", "models", "seed")}
+    run(fixed["task"], fixed["student"], fixed["set"], fixed["models"], fixed["seed"], options=values)
 
 
 def write_loss_csv(history: list[dict], path) -> None:
