@@ -39,3 +39,43 @@ def test_append_results_names_the_machine(tmp_path):
     assert body.startswith("# Benchmark results") and text in body
     assert "Machine: cpu " in text and "cores " in text and "| 1.235 |  |" in text and "a note" in text
     assert markdown_table([]) == "(no rows)"
+
+
+def _bench(name):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_stage_times_reads_papermill_durations_and_the_study_estimate_scales_only_evaluation(tmp_path):
+    import json
+
+    stage_times, estimate_study = _bench("stage_times"), _bench("estimate_study")
+    runs = tmp_path / "runs"
+    (runs / "09_evaluate").mkdir(parents=True)
+    (runs / "02_generate").mkdir()
+
+    def report(path, seconds):
+        path.write_text(json.dumps({"metadata": {"papermill": {"duration": seconds, "start_time": "t"}}}))
+
+    report(runs / "01_prepare.ipynb", 4.0)
+    report(runs / "02_generate" / "mbpp.ipynb", 600.0)
+    report(runs / "09_evaluate" / "mbpp-s-H.ipynb", 100.0)
+    (runs / "09_evaluate" / "notes.ipynb").write_text(json.dumps({"metadata": {}}))   # no papermill: left out
+    rows = stage_times.stage_times(runs)
+    assert [(r["stage"], r["item"], r["seconds"]) for r in rows] == [
+        ("01_prepare", "", 4.0), ("02_generate", "mbpp", 600.0), ("09_evaluate", "mbpp-s-H", 100.0)]
+    assert "| **all** | 3 | **704** | |" in stage_times.markdown(rows)
+
+    evals = {"mbpp-s-H": {"n": 200, "generation": {"tokens": 20000, "seconds": 80.0}}}
+    small, big = estimate_study.estimate(rows, evals, [200, 1000])
+    assert small["cpu_s"] == 704.0 and big["cpu_s"] == 604.0 + 500.0      # 0.5 s a problem, x 1000
+    # GPU: the 20 s a run spends outside decoding stays; decoding becomes 100 tokens a problem at 515 tok/s
+    assert abs(big["gpu_eval_s"] - 1000 * (0.1 + 100 / 515.0)) < 1e-6
+    with pytest.raises(SystemExit, match="without metrics"):
+        estimate_study.estimate(rows, {}, [200])
