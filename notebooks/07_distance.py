@@ -30,7 +30,7 @@
 #   per-record NLL; the student's own samples under `self`, their accuracy under `self_accuracy`).
 # - **Matters:** `max_new_tokens` (an own sample cut there did not end: it is scored without an end token and
 #   counted in `n_unterminated`), `max_length` (longer examples are cut from the right: `n_truncated`),
-#   `batch_size`.
+#   `batch_size`, `dtype` (the own samples' decoding only; every NLL is scored in float32).
 # - **Resumable:** the own samples are decoded in shards of `shard_size` problems under
 #   `data/.cache/distance/<task>-<student>/`; scoring is one forward pass per batch and is simply redone.
 # - **Empty set:** a set with no record (e.g. no G for a weak teacher) has no distance; it is listed as empty.
@@ -46,6 +46,7 @@ seed = 42
 batch_size = 8
 max_length = 512
 max_new_tokens = 256
+dtype = 'bfloat16'
 shard_size = 64
 
 # %%
@@ -75,8 +76,8 @@ from IPython.display import display
 from sot import styles
 from sot.io import read_json, write_json, write_jsonl
 from sot.llm import Sampling, get_backend
-from sot.pipeline import (DATA, METRICS, cache_dir, load_problems, load_set, model_and_style, prompts_for, set_path,
-                          stop_for)
+from sot.pipeline import (DATA, METRICS, backend_options, cache_dir, load_problems, load_set, model_and_style,
+                          prompts_for, set_path, stop_for)
 from sot.sft.data import is_truncated
 from sot.show import records_table, side_by_side
 from sot.tasks import get_task
@@ -104,8 +105,8 @@ import gc
 from sot.metrics import proportion_ci
 from sot.resume import resumable
 
-llm = resumable(get_backend("auto", model, batch_size=batch_size), cache_dir("distance", f"{task}-{student}"),
-                shard_size)
+llm = resumable(get_backend("auto", model, **backend_options("auto", batch_size, dtype=dtype)),
+                cache_dir("distance", f"{task}-{student}"), shard_size)
 sampling = Sampling(n=1, temperature=0.0, max_new_tokens=max_new_tokens, seed=seed, stop=stop_for(task, style))
 outs = llm.generate(prompts_for(task, problems, style), sampling, ids=[p.id for p in problems])
 grades = get_task(task).grade_many(problems, [o[0].text for o in outs])
