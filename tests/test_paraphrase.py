@@ -127,6 +127,8 @@ def test_inside_the_tags_is_kept_verbatim():
     assert extract_tagged(f"<REWRITTEN>\n\n{inner}\n</Rewritten >")[0] == inner     # case, whitespace by the tags
     assert extract_tagged("<rewritten>first</rewritten> then <rewritten>second</rewritten>") == ("second", None)
     assert extract_tagged("<rewritten>done</rewritten> and <rewritten>cut off") == ("done", None)   # last complete
+    # the 0.5B teacher closed twice (a demo MBPP reply): the second tag is not part of the trace
+    assert extract_tagged("<rewritten>def f():\n    return 1\n</rewritten>\n</rewritten>") == ("def f():\n    return 1", None)
 
 
 def test_extraction_reasons():

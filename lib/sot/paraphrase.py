@@ -130,7 +130,9 @@ def extract_tagged(text: str, tag: str = TAG) -> tuple[str | None, str | None]:
     starts = [m for m in opening.finditer(text) if not ends or m.end() <= ends[-1].start()]
     if not ends or not starts:
         return None, ("unclosed" if opening.search(text) else "no_tags")
-    content = text[starts[-1].end():ends[-1].start()].strip()
+    start = starts[-1].end()
+    end = next(m.start() for m in ends if m.start() >= start)   # the first closing tag after it: a repeated
+    content = text[start:end].strip()                             # "</rewritten>" never ends up inside
     return (content, None) if content else (None, "empty")
 
 
