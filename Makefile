@@ -63,10 +63,10 @@ paper: setup  ## the paper's grid (presets/paper.yaml) as a DVC experiment; need
 	$(PY) -m sot.presets run presets/paper.yaml $(if $(DRY),--dry)
 
 .PHONY: preset paper-smoke study teacher-1.5b
-paper-smoke: setup  ## the paper grid's whole structure on offline models, on the CPU (a DVC experiment; ~20 min on 2 cores)
+paper-smoke: setup  ## the paper grid's whole structure on offline models, on the CPU (a DVC experiment; not yet run end to end: see README)
 	$(PY) -m sot.presets run presets/paper-smoke.yaml $(if $(DRY),--dry)
 
-study: setup  ## the CPU miniature study of the paper's claims (presets/cpu-study.yaml; ~100 min of pipeline on 2 cores)
+study: setup  ## the CPU miniature study of the paper's claims (presets/cpu-study.yaml; README, "What the CPU study found")
 	$(PY) -m sot.presets run presets/cpu-study.yaml $(if $(DRY),--dry)
 
 preset: setup  ## any preset as a DVC experiment: make preset P=presets/NAME.yaml [DRY=1]
