@@ -2,7 +2,7 @@
 start and duration in its metadata), as a markdown table per stage and a JSON file.
 
     python bench/stage_times.py                          # the table for runs/
-    python bench/stage_times.py --json study/cpu/stage_times.json
+    python bench/stage_times.py --json study/cpu/stage_times.json --only mbpp   # one task's runs
 
 Notebook time only: DVC's own hashing and the Python start-up of each `sot.nb run` (a few seconds per stage) are
 not in it; the wall clock of the whole `dvc repro` / `dvc exp run` is the honest total (record it beside).
@@ -48,8 +48,9 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=Path, default=ROOT / "runs")
     ap.add_argument("--json", type=Path, help="also write the rows here")
+    ap.add_argument("--only", help="keep the matrix runs whose item contains this (e.g. a task); unmatrixed stages stay")
     args = ap.parse_args(argv)
-    rows = stage_times(args.runs)
+    rows = [r for r in stage_times(args.runs) if not args.only or not r["item"] or args.only in r["item"]]
     if not rows:
         raise SystemExit(f"{args.runs}: no executed report with papermill metadata; run the pipeline first")
     if args.json:
