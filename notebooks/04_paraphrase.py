@@ -22,6 +22,8 @@
 # instead of rewriting), quotes H's final answer line to be kept verbatim, and opens the reply with a
 # `<rewritten>` tag; only what the model writes before closing it can become **P**. `k` replies are sampled per
 # trace and the first one kept is P. P is meant to be *H reworded*, so a paraphrase is kept only if it
+# 0. does not talk to the reader inside the tags (a first line such as "Here is the completed code:" or a last
+#    line such as "This code defines ..." is `commentary`),
 # 1. grades correct with the task's grader,
 # 2. states its final answer the way the task's answer contract reads it (GSM8K: an answer statement such as
 #    `The answer is 72` or `#### 72`, not the grader's last-number fallback, which would accept a one-line
@@ -124,7 +126,7 @@ print(f"kept {metrics['kept']} of {metrics['requested']} H traces; grading alone
 # %% [markdown]
 # ## Kept and dropped, with reasons
 # A dropped trace counts once, under the reason of its reply that got furthest through the checks
-# (in this order: no tags, an unclosed tag, empty, no answer found, a wrong answer, no answer statement,
+# (in this order: no tags, an unclosed tag, empty, commentary, no answer found, a wrong answer, no answer statement,
 # too short, unchanged). An empty P means every paraphrase was dropped: the sft stage then skips P and says so.
 
 # %%

@@ -57,7 +57,7 @@ def test_keeps_correct_drops_the_rest_with_a_reason():
     assert records[0]["source"]["truncated"] is False
     assert m["requested"] == 4 and m["kept"] == 2 and m["keep_rate"] == 0.5
     # the reply is opened with the tag for the model, so a reply that never closes it is "unclosed"
-    assert m["dropped"] == {"no_tags": 0, "unclosed": 1, "empty": 0, "unparseable": 0, "wrong_answer": 1,
+    assert m["dropped"] == {"no_tags": 0, "unclosed": 1, "empty": 0, "commentary": 0, "unparseable": 0, "wrong_answer": 1,
                             "no_answer_statement": 0, "too_short": 0, "unchanged": 0}
     assert m["sample_outcomes"] == {"correct": 2, "wrong_answer": 1, "unclosed": 1}
     # the requests carry the problem as the dataset states it (no answer-format instruction, which a small
@@ -136,8 +136,24 @@ def test_extraction_reasons():
     assert extract_tagged("<rewritten>cut by the length limit") == (None, "unclosed")
     assert extract_tagged("<rewritten> \n </rewritten>") == (None, "empty")
     assert extract_tagged("a stray </rewritten> closing tag") == (None, "no_tags")
-    assert REASONS == ("no_tags", "unclosed", "empty", "unparseable", "wrong_answer", "no_answer_statement",
-                       "too_short", "unchanged")
+    assert REASONS == ("no_tags", "unclosed", "empty", "commentary", "unparseable", "wrong_answer",
+                       "no_answer_statement", "too_short", "unchanged")
+
+
+@pytest.mark.parametrize("text, talks", [
+    ("Here is the completed Python code:\n\n```python\ndef f():\n    return 1\n```", True),   # the study's P
+    ("Sure! Here's the rewritten solution:\nHalf of 48 is 24.\n#### 24", True),
+    ("Half of 48 is 24.\n#### 24\nNote: the calculator annotations were removed.", True),
+    ("def f(x):\n    return x\n\nThis code defines a function that returns its argument.", True),
+    ("Half of 48 is 24, so she sold 48 + 24 = 72 clips.\n#### 72", False),
+    ("def f(x):\n    # here is the loop:\n    return x", False),          # a comment inside the code is fine
+    ("The following numbers are even: 2, 4.\n#### 2", False),            # prose ending in a colon mid-trace
+    ("Here is how: she sold 48 clips and half as many in May.\n#### 72", False),   # no colon at the line's end
+])
+def test_commentary_inside_the_tags_is_found(text, talks):
+    from sot.paraphrase import has_commentary
+
+    assert has_commentary(text) is talks
 
 
 def test_default_template_asks_for_tags_in_one_line():
@@ -152,7 +168,7 @@ def test_every_drop_has_its_reason():
                [tagged("1 + 1 = 3\n#### 3")]]
     records, m = paraphrase(h_records(problems), problems, task, FixedBackend(replies), Sampling())
     assert records == []
-    assert m["dropped"] == {"no_tags": 0, "unclosed": 1, "empty": 1, "unparseable": 1, "wrong_answer": 1,
+    assert m["dropped"] == {"no_tags": 0, "unclosed": 1, "empty": 1, "commentary": 0, "unparseable": 1, "wrong_answer": 1,
                             "no_answer_statement": 0, "too_short": 0, "unchanged": 0}
     two = FixedBackend([["no tags", tagged("2 + 3 = 6\n#### 6")]])          # n = 2: the furthest sample decides
     _, m = paraphrase(h_records(problems[:1]), problems, task, two, Sampling(n=2, temperature=1.0))
@@ -217,7 +233,7 @@ def test_a_correct_one_line_answer_is_dropped_and_counted():
     records, m = paraphrase(h, problems, task, FixedBackend(replies), Sampling())
     assert [r["completion"] for r in records] == [REWORDED] and records[0]["source"]["length_ratio"] == 28 / 21
     assert m["graded_correct"] == 3 and m["kept"] == 1 and m["min_length_ratio"] == 0.5
-    assert m["dropped"] == {"no_tags": 0, "unclosed": 0, "empty": 0, "unparseable": 0, "wrong_answer": 1,
+    assert m["dropped"] == {"no_tags": 0, "unclosed": 0, "empty": 0, "commentary": 0, "unparseable": 0, "wrong_answer": 1,
                             "no_answer_statement": 1, "too_short": 1, "unchanged": 0}
     reasons = {e["reason"]: e for e in m["dropped_examples"]}
     assert reasons["too_short"]["text"] == "The answer is 72." and reasons["too_short"]["length_ratio"] == 4 / 21
@@ -277,3 +293,10 @@ def test_a_paraphrase_request_quotes_the_final_answer_line_to_keep():
     assert answer_line(get_task("mbpp"), "def f():\n    return 1") is None
     assert answer_line(get_task("math"), "So $x = 2$.\nThus $\\boxed{2}$.") == "Thus $\\boxed{2}$."
     assert answer_line(get_task("countdown"), "Step 1: 1 + 2 = 3\n<answer>1 + 2</answer>") == "<answer>1 + 2</answer>"
+
+
+def test_a_correct_paraphrase_with_commentary_is_dropped_and_counted():
+    task, problems = gsm8k_problems()
+    chatty = tagged("Here is the rewritten solution:\n" + h_records(problems)[0]["completion"] + " again")
+    records, m = paraphrase(h_records(problems[:1]), problems, task, FixedBackend([[chatty]]), Sampling())
+    assert records == [] and m["dropped"]["commentary"] == 1

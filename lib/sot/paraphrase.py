@@ -30,8 +30,11 @@ The keep rule: P is meant to be H reworded, so a paraphrase is kept only if it
    0.04-0.16 of H's words, while the MBPP paraphrases that kept the code were at 0.83-1.0;
 4. is not H itself: a reply whose words are H's words (whitespace and calculator annotations aside) is
    dropped as `unchanged` (MBPP's teacher often copies the code verbatim, reindented).
-The drop reasons, in the order the checks run: no_tags, unclosed, empty (extraction), unparseable,
-wrong_answer (grading), no_answer_statement (rule 2), too_short (rule 3), unchanged (rule 4).
+0. (before the others) has no commentary inside the tags: a first line that introduces the trace ("Here is
+   the completed Python code:") or a last line that comments on it ("This code defines ...", "Note: ...") drops
+   it as `commentary` (the CPU study's MBPP P had one such trace before this rule).
+The drop reasons, in the order the checks run: no_tags, unclosed, empty (extraction), commentary (rule 0),
+unparseable, wrong_answer (grading), no_answer_statement (rule 2), too_short (rule 3), unchanged (rule 4).
 """
 from __future__ import annotations
 
@@ -96,8 +99,14 @@ Reply with your rewritten solution between <rewritten> and </rewritten>, like th
 <rewritten>your rewritten solution</rewritten>"""
 
 # Why an output is not used, in the order extraction, grading and the keep rule (module docstring) find them.
-REASONS = ("no_tags", "unclosed", "empty", "unparseable", "wrong_answer", "no_answer_statement", "too_short",
-           "unchanged")
+REASONS = ("no_tags", "unclosed", "empty", "commentary", "unparseable", "wrong_answer", "no_answer_statement",
+           "too_short", "unchanged")
+# A reply that talks to the reader inside the tags (the CPU study's MBPP P had "Here is the completed Python
+# code:" as its first line): a first line that introduces what follows, or a last line that comments on it.
+_PREAMBLE = re.compile(r"^(?:sure|certainly|of course|okay|here(?:'s| is| are)|below is|the (?:rewritten|following|"
+                       r"completed|updated|revised))\b[^\n]*:$", re.I)
+_CLOSING = re.compile(r"^(?:(?:note|explanation)\s*:|(?:this|the above) (?:code|solution|function|rewritten)\b|"
+                      r"i hope\b|hope this\b|let me know\b)", re.I)
 DEFAULT_MIN_LENGTH_RATIO = 0.5
 # Tasks whose answers are statements (sot.tasks.answers); GSM8K's grader also falls back on the last number,
 # so there a correct grade alone does not say that the trace states its answer.
@@ -166,6 +175,13 @@ def states_answer(task, text: str) -> bool:
     return True
 
 
+def has_commentary(text: str) -> bool:
+    """Whether the trace's first line introduces it ("Here is the rewritten solution:") or its last line
+    comments on it ("This code defines ...", "Note: ...")."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return bool(lines) and (bool(_PREAMBLE.match(lines[0])) or bool(_CLOSING.match(lines[-1])))
+
+
 def judge(task, text: str | None, reason: str | None, grade, reference: str,
           min_length_ratio: float = DEFAULT_MIN_LENGTH_RATIO) -> tuple[str, float | None]:
     """(outcome, length ratio) of one sample: "correct" (kept) or its drop reason (REASONS), by the checks
@@ -173,6 +189,8 @@ def judge(task, text: str | None, reason: str | None, grade, reference: str,
     if text is None:
         return reason, None
     ratio = length_ratio(text, reference)
+    if has_commentary(text):
+        return "commentary", ratio
     if not grade.correct:
         return ("unparseable" if grade.extracted is None else "wrong_answer"), ratio
     if not states_answer(task, text):
