@@ -378,3 +378,15 @@ def test_a_chat_models_end_of_turn_stops_generation_even_when_its_config_lists_a
     GenerationConfig(eos_token_id=other, pad_token_id=tok.pad_token_id).save_pretrained(folder)
     backend = get_backend("transformers", str(folder), batch_size=2)
     assert backend.eos_ids == {other, end_token_id(tok, "chat")}
+
+
+def test_plan_batches_gives_a_long_prompt_a_small_batch_and_leaves_even_lengths_alone():
+    from sot.llm.hf import plan_batches
+
+    even = sorted([100, 120, 110, 130, 90, 105] * 20, reverse=True)          # 120 prompts within 2x of the median
+    assert plan_batches(even, 64) == [(0, 64), (64, 120)]
+    skewed = [1500] + [150] * 63                                              # the CPU study's MBPP shard
+    plan = plan_batches(skewed, 64)
+    assert plan[0] == (0, 12) and plan[1] == (12, 64)                         # 64 x 2 x 150 / 1500 = 12 rows
+    assert sum(e - b for b, e in plan) == 64 and plan_batches([], 8) == []
+    assert plan_batches([10_000, 10, 10], 4) == [(0, 1), (1, 3)]              # at least one row a batch
