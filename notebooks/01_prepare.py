@@ -33,7 +33,7 @@
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/OWNER/shape-of-thought/blob/main/notebooks/01_prepare.ipynb)
 
 # %% tags=["parameters"]
-tasks = ['gsm8k', 'mbpp']
+tasks = ['mbpp']
 data_dir = '../shared/data'
 seed = 42
 n_train = 12

@@ -33,7 +33,7 @@
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/OWNER/shape-of-thought/blob/main/notebooks/03_classify.ipynb)
 
 # %% tags=["parameters"]
-task = 'gsm8k'
+task = 'mbpp'
 seed = 42
 balanced = False
 w_policy = 'parsed'

@@ -28,7 +28,7 @@
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/OWNER/shape-of-thought/blob/main/notebooks/06_mix.ipynb)
 
 # %% tags=["parameters"]
-task = 'gsm8k'
+task = 'mbpp'
 seed = 42
 base = 'G'
 fraction = 0

@@ -34,7 +34,7 @@
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/OWNER/shape-of-thought/blob/main/notebooks/10_figures.ipynb)
 
 # %% tags=["parameters"]
-tasks = ['gsm8k', 'mbpp']
+tasks = ['mbpp']
 students = ['smollm2-135m']
 sets = ['H', 'G', 'W', 'P', 'F50', 'F100']
 seed = 42
