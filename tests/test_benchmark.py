@@ -79,3 +79,28 @@ def test_stage_times_reads_papermill_durations_and_the_study_estimate_scales_onl
     assert abs(big["gpu_eval_s"] - 1000 * (0.1 + 100 / 515.0)) < 1e-6
     with pytest.raises(SystemExit, match="without metrics"):
         estimate_study.estimate(rows, {}, [200])
+
+
+def test_grader_gap_counts_disagreements_and_finds_prose_the_authors_sanitiser_keeps(tmp_path, capsys):
+    grader_gap = _bench("grader_gap")
+    code = "def f(x):\n    return x + 1\n"
+    rows = [
+        # prose around a fenced block: strict runs the block (correct), their sanitiser keeps the prose (no compile)
+        {"id": "mbpp/1", "completion": f"Here is the function:\n```python\n{code}```\nIt adds one.",
+         "correct": True, "authors_correct": False},
+        {"id": "mbpp/2", "completion": code, "correct": True, "authors_correct": True},         # bare code: both
+        {"id": "mbpp/3", "completion": f"```python\n{code}```", "correct": False, "authors_correct": True},
+        {"id": "mbpp/4", "completion": "no idea", "correct": False, "authors_correct": False},
+    ]
+    assert grader_gap.has_prose(rows[0]["completion"]) and not grader_gap.has_prose(rows[2]["completion"])
+    assert not grader_gap.has_prose(code)
+    assert grader_gap.gap(rows, "mbpp") == {"n": 4, "both": 1, "strict only": 1, "authors only": 1,
+                                            "strict only, not compiling for them": 1,
+                                            "outputs with prose beside the code": 1}
+    assert "strict only, not compiling" not in str(grader_gap.gap(rows, "gsm8k"))
+    (tmp_path / "data" / "evaluate").mkdir(parents=True)
+    from sot.io import write_jsonl
+    write_jsonl(tmp_path / "data" / "evaluate" / "mbpp-s-H.jsonl", rows)
+    assert grader_gap.main([str(tmp_path)]) == 0
+    assert "| mbpp-s-H | 4 | 1 | 1 | 1 | 1 | 1 |" in capsys.readouterr().out
+    assert grader_gap.main([str(tmp_path / "nothing")]) == 1
