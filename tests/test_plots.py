@@ -136,3 +136,9 @@ def test_results_table_shows_the_reason_where_a_comparison_is_missing():
     assert "| — (note 3) | — |" in row       # notes 1 and 2: G stands for F0 in the gemma-2-2b panels
     assert "Note 3: math · gemma-2-2b · W vs H: W and H were evaluated on different problems" in table
     assert "| math | gemma-2-2b | G |" in table and table.count("| ref | ref |") >= 4   # the rest is made
+
+
+def test_merged_labels_name_coinciding_points_once():
+    # the CPU study's MBPP panel: G and F0 are the same set (F0 = G), W sits just above them
+    points = [(0.613, 7.5, "G"), (0.621, 8.0, "W"), (0.613, 7.5, "F0"), (1.503, 8.0, "H")]
+    assert plots.merged_labels(points) == {"F0": "G = F0", "W": "W", "H": "H"}

@@ -247,6 +247,15 @@ def plot_loss_curves(loss, out_stem, x: str = "step") -> list[Path]:
                      "Mean cross-entropy of the completion tokens per logged step. " + SET_MEANING)
 
 
+def merged_labels(points: list[tuple[float, float, str]]) -> dict[str, str]:
+    """Legend labels of a scatter's points: points drawn at the same place (x to 2 decimals, y to 1) share one
+    entry naming all of them, in order ("G = F0"); returns {last name (the one drawn on top): label}."""
+    merged: dict[tuple[float, float], list[str]] = {}
+    for x, y, name in points:
+        merged.setdefault((round(float(x), 2), round(float(y), 1)), []).append(str(name))
+    return {names[-1]: " = ".join(names) for names in merged.values()}
+
+
 def plot_distance_vs_accuracy(distance, accuracy, out_stem, self_nll: dict | None = None,
                               level: float = 0.95) -> list[Path]:
     """x: mean per-token NLL of each training set under the base student; y: accuracy after fine-tuning on it.
@@ -262,24 +271,30 @@ def plot_distance_vs_accuracy(distance, accuracy, out_stem, self_nll: dict | Non
                          f"{sorted(set(dist.set))}, accuracy sets {sorted(set(acc.set))}")
     tasks = list(dict.fromkeys(df.task))
     markers = dict(zip(dict.fromkeys(df.student), "osD^v<>p"))
-    with _figure(1, len(tasks), 4.6, 3.8) as (fig, axes):
+    handles: dict[str, object] = {}
+    with _figure(1, len(tasks), 4.6 + 1.8 / len(tasks), 3.8) as (fig, axes):   # + the legend's width
         for ax, task in zip(axes[0], tasks):
             sub = df[df.task == task]
             for _, row in sub.iterrows():
                 y = 100 * row.strict
                 ax.errorbar(row.nll, y, yerr=_err(pd.DataFrame([row]), "strict", "strict_lo", "strict_hi"),
                             marker=markers[row.student], color=set_color(row.set), capsize=3, ls="")
-                ax.annotate(row.set, (row.nll, y), xytext=(5, 4), textcoords="offset points", fontsize="small")
+            # the sets in one legend beside the panels, not as text at the points: teacher sets crowd at low NLL
+            shown = merged_labels([(row.nll, 100 * row.strict, row.set) for _, row in sub.iterrows()])
+            for name, label in shown.items():
+                handles.setdefault(label, Line2D([], [], marker="o", ls="", color=set_color(name), label=label))
             if self_nll and task in self_nll:
-                ax.axvline(self_nll[task], ls="--", color="grey", lw=1, label="student's own samples")
-                ax.legend(fontsize="x-small", loc="best")
+                own = ax.axvline(self_nll[task], ls="--", color="grey", lw=1, label="student's own samples")
+                handles.setdefault(own.get_label(), own)
             ax.set_ylim(-2, _accuracy_top(sub.strict_hi))
             ax.set_title(f"{task} ({_n_text(sub.n)} test problems)", fontsize="medium")
             ax.set_xlabel("mean NLL per token under the base student (nats)")
             ax.set_ylabel("strict accuracy after fine-tuning (%)")
         if len(markers) > 1:
-            fig.legend(handles=[Line2D([], [], marker=m, ls="", color="black", label=s) for s, m in markers.items()],
-                       loc="outside right center", frameon=False, title="student")
+            handles |= {s: Line2D([], [], marker=m, ls="", color="black", label=f"student: {s}")
+                        for s, m in markers.items()}
+        fig.legend(handles=list(handles.values()), loc="outside right center", frameon=False, fontsize="small",
+                   title="training set")
         return _save(fig, out_stem, "Distance from the student's distribution vs accuracy",
                      f"Lower NLL = training traces closer to what the student itself would write; error bars: "
                      f"{level:.0%} Wilson score intervals.\n" + SET_MEANING)
