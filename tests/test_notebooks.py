@@ -337,3 +337,19 @@ def test_set_colab_repo_rewrites_badges_and_setup_cells(tmp_path):
     assert nb.set_colab_repo("alice/sot-repro", branch="dev", notebooks=books, readme=readme) == []  # idempotent
     with pytest.raises(ValueError, match="owner/name"):
         nb.set_colab_repo("not a repo", notebooks=books, readme=readme)
+
+
+# Stages whose outputs DVC's run cache may never restore, and why: their outputs belong in git (the figures and
+# the results table the README shows; the index of reports). Every other stage must be restorable.
+GIT_TRACKED_OUTS = {"figures": {"figures"}, "index": {"runs/index.html"}}
+
+
+def test_every_expensive_stage_can_be_restored_from_the_run_cache():
+    """DVC 3.67 saves no run-cache entry for a stage with a `cache: false` out (metrics are fine): such a stage
+    reruns on every experiment that returns to earlier parameters. Only the cheap git-tracked stages may have one."""
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    for name, stage in stages.items():
+        body = stage.get("do", stage)
+        uncached = {next(iter(o)) for o in body.get("outs", []) if isinstance(o, dict)
+                    and next(iter(o.values())).get("cache") is False}
+        assert uncached == GIT_TRACKED_OUTS.get(name, set()), f"dvc.yaml stage {name}: uncached outs {uncached}"
