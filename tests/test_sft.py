@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from sot.sft import SFTConfig, PAPER_PRESET, build_dataset, build_example, load_trained, plan_steps, train
+from sot.sft import MEASURED_FIELDS, SFTConfig, PAPER_PRESET, build_dataset, build_example, load_trained, plan_steps, train
 from sot.prompts import render
 from sot.sft.data import IGNORE, RightPadCollator, split_validation
 
@@ -157,6 +157,8 @@ def test_full_sft_lowers_loss_and_learns_to_stop(tiny_model, tmp_path):
     assert losses[-1] < 0.2 * losses[0]
     saved = json.loads((tmp_path / "full" / "train_summary.json").read_text())
     assert saved["tokens"] == summary["tokens"] > 0 and not list(tmp_path.glob(".*partial"))
+    # timings stay out of the folder (they are in the returned summary): a rerun writes the same bytes
+    assert "train_seconds" in summary and not set(MEASURED_FIELDS) & set(saved)
     model, tok = load_trained(tmp_path / "full")
     generated = _greedy(model, tok, render(records[0]["prompt"], "plain"))
     assert tok.eos_token_id in generated
@@ -295,3 +297,20 @@ def test_best_val_resumed_after_a_crash_picks_the_same_checkpoint(tiny_model, tm
     a, b = (load_file(tmp_path / name / "model.safetensors") for name in ("whole", "again"))
     assert a.keys() == b.keys() and all(bool((a[k] == b[k]).all()) for k in a)
     assert not (tmp_path / "ck").exists() and not (tmp_path / "ck-whole").exists()
+
+
+def test_a_rerun_writes_a_byte_identical_folder(tiny_model, tmp_path):
+    """What DVC hashes: the same settings and data must give the same bytes, or every evaluation downstream of a
+    retrained (e.g. run-cache-less) set reruns. Timings are the only run-to-run difference, and stay out."""
+    from sot.prompts import render
+    records = [{"id": f"p{i}", "prompt": f"What is {i} + 1?", "completion": f" {i}+1={i + 1}. The answer is {i + 1}."}
+               for i in range(4)]
+    cfg = SFTConfig(model=tiny_model, method="lora", lr=1e-3, budget="steps", budget_value=3,
+                    per_device_batch_size=2, logging_steps=1)
+    out, first = tmp_path / "run", tmp_path / "first"
+    train(records, cfg, out, render=render)
+    out.rename(first)
+    train(records, cfg, out, render=render)
+    names = sorted(p.name for p in first.iterdir())
+    assert names == sorted(p.name for p in out.iterdir()) and "train_summary.json" in names
+    assert [n for n in names if (first / n).read_bytes() != (out / n).read_bytes()] == []

@@ -3,7 +3,10 @@
 Backend: "auto" picks Unsloth when CUDA is present, one process runs and `import unsloth` works, else TRL
 (+ PEFT); the choice and the reason are printed once and recorded. The output folder is written atomically
 (a `.NAME.partial` sibling renamed at the end) and holds the LoRA adapter or the full model, the tokenizer,
-`training_log.json` (per logged step: step, tokens_seen, loss, lr, val_loss) and `train_summary.json`.
+`training_log.json` (per logged step: step, tokens_seen, loss, lr, val_loss) and `train_summary.json` (the
+returned summary less what is measured rather than determined, MEASURED_FIELDS: timings, memory, how a rerun
+resumed; they go to the stage's metrics). A rerun of the same settings and data then writes a byte-identical
+folder (training on the CPU is deterministic), so DVC does not rerun the evaluation downstream of it.
 `load_trained(out_dir)` loads either kind back as (model, tokenizer).
 
 Resuming: with `checkpoint_dir` (one folder per run, outside the DVC output, e.g. data/.cache/sft/<run>) a full
@@ -32,6 +35,7 @@ __all__ = ["train", "choose_backend", "load_trained", "SFTConfig", "PAPER_PRESET
 
 SUMMARY_FILE = "train_summary.json"
 HISTORY_FILE = "training_log.json"
+MEASURED_FIELDS = ("train_seconds", "tokens_per_s", "peak_memory_gb", "resume")   # not written into the folder
 
 
 def choose_backend(requested: str, world_size: int = 1) -> tuple[str, str]:
@@ -194,7 +198,8 @@ def train(records: list[dict], cfg: SFTConfig, out_dir, val_records: list[dict] 
     }
     if state.is_main_process:
         (work / "model" / HISTORY_FILE).write_text(json.dumps(history, indent=1))
-        (work / "model" / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=str))
+        determined = {k: v for k, v in summary.items() if k not in MEASURED_FIELDS}
+        (work / "model" / SUMMARY_FILE).write_text(json.dumps(determined, indent=2, default=str))
         if out_dir.exists():
             shutil.rmtree(out_dir)
         (work / "model").rename(out_dir)
