@@ -314,3 +314,14 @@ def test_a_rerun_writes_a_byte_identical_folder(tiny_model, tmp_path):
     names = sorted(p.name for p in first.iterdir())
     assert names == sorted(p.name for p in out.iterdir()) and "train_summary.json" in names
     assert [n for n in names if (first / n).read_bytes() != (out / n).read_bytes()] == []
+
+
+def test_adapter_config_is_written_in_one_order(tmp_path):
+    """PEFT lists target_modules in set order, which differs between processes (string hashing)."""
+    from sot.sft import canonical_adapter_config
+    (tmp_path / "adapter_config.json").write_text(json.dumps({"r": 16, "target_modules": ["v_proj", "q_proj", "o_proj"],
+                                                              "modules_to_save": None}))
+    canonical_adapter_config(tmp_path)
+    assert json.loads((tmp_path / "adapter_config.json").read_text()) == {
+        "modules_to_save": None, "r": 16, "target_modules": ["o_proj", "q_proj", "v_proj"]}
+    canonical_adapter_config(tmp_path / "nothing")   # no adapter (full fine-tuning): nothing to do

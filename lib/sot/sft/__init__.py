@@ -181,6 +181,7 @@ def train(records: list[dict], cfg: SFTConfig, out_dir, val_records: list[dict] 
         saved_dtype = cfg.save_dtype if cfg.save_dtype != "auto" else ("bfloat16" if bf16 else "float32")
         trainer.model.to(getattr(torch, saved_dtype))
     trainer.save_model(str(work / "model"))
+    canonical_adapter_config(work / "model")
 
     history = result.pop("history")
     summary = {
@@ -208,6 +209,19 @@ def train(records: list[dict], cfg: SFTConfig, out_dir, val_records: list[dict] 
             shutil.rmtree(checkpoint_dir, ignore_errors=True)
     state.wait_for_everyone()
     return {**summary, "history": history}
+
+
+def canonical_adapter_config(folder: Path) -> None:
+    """PEFT writes `target_modules` from a set, in an order that changes with Python's string hashing from one
+    process to the next; sort it (and any other list of module names), so the same run writes the same bytes."""
+    path = Path(folder) / "adapter_config.json"
+    if not path.exists():
+        return
+    config = json.loads(path.read_text())
+    for key in ("target_modules", "modules_to_save", "exclude_modules"):
+        if isinstance(config.get(key), list) and all(isinstance(m, str) for m in config[key]):
+            config[key] = sorted(config[key])
+    path.write_text(json.dumps(config, indent=2, sort_keys=True))
 
 
 def load_trained(out_dir, dtype: str = "float32", device: str | None = None):
