@@ -11,14 +11,12 @@ code block never compiles there) and how many outputs hold prose outside a fence
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
 from sot.io import read_jsonl
 from sot.tasks.authors import mbpp_code, mbpp_compiles
-
-FENCE = re.compile(r"```[a-zA-Z]*\n(.*?)(```|$)", re.S)
+from sot.tasks.mbpp import _FENCE as FENCE   # the fenced blocks exactly as our MBPP grader reads them
 
 
 def has_prose(completion: str) -> bool:
