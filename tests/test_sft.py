@@ -302,7 +302,6 @@ def test_best_val_resumed_after_a_crash_picks_the_same_checkpoint(tiny_model, tm
 def test_a_rerun_writes_a_byte_identical_folder(tiny_model, tmp_path):
     """What DVC hashes: the same settings and data must give the same bytes, or every evaluation downstream of a
     retrained (e.g. run-cache-less) set reruns. Timings are the only run-to-run difference, and stay out."""
-    from sot.prompts import render
     records = [{"id": f"p{i}", "prompt": f"What is {i} + 1?", "completion": f" {i}+1={i + 1}. The answer is {i + 1}."}
                for i in range(4)]
     cfg = SFTConfig(model=tiny_model, method="lora", lr=1e-3, budget="steps", budget_value=3,

@@ -181,7 +181,6 @@ def train(records: list[dict], cfg: SFTConfig, out_dir, val_records: list[dict] 
         saved_dtype = cfg.save_dtype if cfg.save_dtype != "auto" else ("bfloat16" if bf16 else "float32")
         trainer.model.to(getattr(torch, saved_dtype))
     trainer.save_model(str(work / "model"))
-    canonical_adapter_config(work / "model")
 
     history = result.pop("history")
     summary = {
@@ -197,7 +196,8 @@ def train(records: list[dict], cfg: SFTConfig, out_dir, val_records: list[dict] 
             "resumed_from_step": int(resume_from.name.rsplit("-", 1)[1]) if resume_from else None,
             "checkpoint_seconds": [round(s, 3) for s in saver.save_seconds]},
     }
-    if state.is_main_process:
+    if state.is_main_process:             # the one process that saved the model: the others must not rewrite it
+        canonical_adapter_config(work / "model")
         (work / "model" / HISTORY_FILE).write_text(json.dumps(history, indent=1))
         determined = {k: v for k, v in summary.items() if k not in MEASURED_FIELDS}
         (work / "model" / SUMMARY_FILE).write_text(json.dumps(determined, indent=2, default=str))
