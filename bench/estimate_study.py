@@ -32,7 +32,14 @@ def load(study: Path) -> tuple[list[dict], dict[str, dict]]:
     if not times_path.exists():
         raise SystemExit(f"{times_path}: missing; run `make study`, then bench/stage_times.py --json {times_path}")
     times = json.loads(times_path.read_text())
-    evals = {p.stem: json.loads(p.read_text()) for p in sorted((study / "metrics" / "evaluate").glob("*.json"))}
+    # evaluate metrics by executed report: metrics/evaluate/<task>-<student>/<set>.json (one report per group), or
+    # the flat <task>-<student>-<set>.json of runs made before sft and evaluate were grouped (study/cpu)
+    evals: dict[str, list[dict]] = {}
+    for path in sorted((study / "metrics" / "evaluate").rglob("*.json")):
+        item = path.parent.name if path.parent.name != "evaluate" else path.stem
+        metrics = json.loads(path.read_text())
+        if "generation" in metrics:          # an evaluated run (not one skipped for an empty training set)
+            evals.setdefault(item, []).append(metrics)
     if not evals:
         raise SystemExit(f"{study}/metrics/evaluate: no evaluation metrics to scale")
     return times, evals
@@ -47,14 +54,15 @@ def estimate(times: list[dict], evals: dict[str, dict], ns: list[int]) -> list[d
     rows = []
     for n in ns:
         cpu = gpu = 0.0
-        for item, seconds in runs.items():
-            m = evals[item]
-            per_problem = seconds / m["n"]
-            tokens_per_problem = m["generation"]["tokens"] / m["n"]
-            decode_per_problem = m["generation"]["seconds"] / m["n"]
-            cpu += per_problem * n
-            gpu += (per_problem - decode_per_problem + tokens_per_problem / GPU_DECODE_TOK_S) * n
-        rows.append({"n_test": n, "evaluate_runs": len(runs), "fixed_s": fixed, "cpu_s": fixed + cpu,
+        for item, seconds in runs.items():     # one report: one run, or a group of runs on the same problems
+            ms = evals[item]
+            n0 = ms[0]["n"]
+            tokens = sum(m["generation"]["tokens"] for m in ms)
+            decode = sum(m["generation"]["seconds"] for m in ms)
+            cpu += seconds / n0 * n
+            gpu += (seconds - decode + tokens / GPU_DECODE_TOK_S) / n0 * n
+        n_runs = sum(len(evals[item]) for item in runs)
+        rows.append({"n_test": n, "evaluate_runs": n_runs, "fixed_s": fixed, "cpu_s": fixed + cpu,
                      "gpu_eval_s": gpu, "gpu_s": fixed + gpu})
     return rows
 

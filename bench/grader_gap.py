@@ -1,7 +1,7 @@
 """Where our strict grader and the authors' scripts disagree, per evaluation run, and why (MBPP: is the prose
 around the code what their sanitiser keeps and `ast.parse` then rejects?).
 
-    python bench/grader_gap.py [PROJECT]          # reads PROJECT/data/evaluate/*.jsonl (default: .)
+    python bench/grader_gap.py [PROJECT]          # reads PROJECT/data/evaluate/**/*.jsonl (default: .)
 
 Prints a markdown table: for each run, the problems both graders call correct, only ours (strict), only theirs,
 and, for MBPP, how many of the strict-only ones fail the authors' compile check (`sot.tasks.authors.mbpp_code`
@@ -44,7 +44,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("project", nargs="?", default=".")
     args = ap.parse_args(argv)
-    files = sorted(Path(args.project, "data", "evaluate").glob("*.jsonl"))
+    files = sorted(Path(args.project, "data", "evaluate").rglob("*.jsonl"))   # <task>-<student>/<set>.jsonl
     if not files:
         print(f"{Path(args.project, 'data', 'evaluate')}: no evaluation outputs (run the evaluate stages first)",
               file=sys.stderr)
@@ -53,7 +53,8 @@ def main(argv=None) -> int:
     for path in files:
         rows = read_jsonl(path)
         if rows:
-            table.append({"run": path.stem, **gap(rows, path.stem.split("-")[0])})   # <task>-<student>-<set>
+            run = path.stem if path.parent.name == "evaluate" else f"{path.parent.name}-{path.stem}"  # flat: older runs
+            table.append({"run": run, **gap(rows, run.split("-")[0])})   # <task>-<student>-<set>
     cols = list(dict.fromkeys(k for row in table for k in row))
     print("| " + " | ".join(cols) + " |")
     print("|" + "|".join("---" if c == "run" else "---:" for c in cols) + "|")

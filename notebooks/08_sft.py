@@ -14,24 +14,26 @@
 # ---
 
 # %% [markdown]
-# # 8 · SFT: fine-tune the student on one training set
+# # 8 · SFT: fine-tune the student on each training set
 #
-# One run per (task, student, set) of the DVC matrix: the student (`student`, a key of `models`, in its own prompt
-# format `models.<student>.style`) is fine-tuned on the set's traces, with the loss on the completion only (prompt
-# tokens masked, the end token learned so the model learns to stop). Unsloth on a CUDA GPU, TRL (+ PEFT)
-# elsewhere (`backend: auto` says which it used and why).
+# One DVC stage per (task, student): the student (`student`, a key of `models`, in its own prompt format
+# `models.<student>.style`) is fine-tuned from its base weights once per training set of `sets`, with the loss on
+# the completion only (prompt tokens masked, the end token learned so the model learns to stop). Unsloth on a CUDA
+# GPU, TRL (+ PEFT) elsewhere (`backend: auto` says which it used and why).
 #
-# - **In:** `data/sets/<task>/<set>.jsonl`. **Out:** `data/sft/<task>-<student>-<set>/` (LoRA adapter or full
-#   model, tokenizer, training log), `metrics/sft/<task>-<student>-<set>.json` and the loss curve
-#   `metrics/sft/loss/<task>-<student>-<set>.csv` (DVC plots it: `dvc plots show`).
+# - **In:** `data/sets/<task>/<set>.jsonl`. **Out:** `data/sft/<task>-<student>/<set>/` (LoRA adapter or full
+#   model, tokenizer, training log), `metrics/sft/<task>-<student>/<set>.json` and the loss curve
+#   `metrics/sft/loss/<task>-<student>/<set>.csv` (DVC plots it: `dvc plots show`).
 # - **Matters:** `method` (`lora` | `full`), `lr`, `budget` + `budget_value` (how long: `steps`, `tokens`, so that
 #   sets of different sizes see the same number of training tokens, or `epochs`), `batch_size` x `grad_accum`,
 #   `max_length` (longer examples are cut from the right and lose their end token), `checkpoint` (`final` or
 #   `best_val` on a split carved from train, never the test set), `num_processes` (> 1: torchrun, one process per GPU).
-# - **Resumable:** a full checkpoint every `save_every` optimizer steps under `data/.cache/sft/<run>/`; a rerun
-#   continues from the newest complete one and ends as an uninterrupted run would.
+# - **Resumable:** a full checkpoint every `save_every` optimizer steps under `data/.cache/sft/<task>-<student>-<set>/`;
+#   a rerun continues from the newest complete one and ends as an uninterrupted run would. A finished run is kept
+#   there too: when the stage reruns because one set changed, the other sets (same settings, data and sot.sft code)
+#   are copied back, not retrained.
 # - **Empty set:** nothing is trained (e.g. no G trace for a weak teacher); the run writes `SKIPPED.json` with the
-#   reason, stage 9 evaluates nothing, and the results table lists it.
+#   reason, stage 9 evaluates nothing for it, and the results table lists it.
 #
 # The training itself is `sot.sft.stage.run`, in the library because with `num_processes` > 1 it is also the entry
 # point torchrun starts in every process (it reads this notebook's parameters from params.yaml).
@@ -41,7 +43,7 @@
 # %% tags=["parameters"]
 task = 'mbpp'
 student = 'smollm2-135m'
-set = 'H'
+sets = ['H', 'G', 'W', 'P', 'F50', 'F100']
 models = {'smollm2-135m': {'ref': 'smollm2-135m-instruct', 'style': 'chat'}, 'qwen2.5-coder-0.5b': {'ref': 'qwen2.5-coder-0.5b-instruct', 'style': 'chat'}, 'qwen2.5-coder-1.5b': {'ref': 'qwen2.5-coder-1.5b-instruct', 'style': 'chat'}, 'qwen2.5-1.5b': {'ref': 'Qwen/Qwen2.5-1.5B', 'style': 'plain'}, 'gemma-2-2b': {'ref': 'google/gemma-2-2b', 'style': 'plain'}, 'llama-3.1-8b': {'ref': 'meta-llama/Llama-3.1-8B', 'style': 'plain'}, 'gemma-2-27b-it': {'ref': 'google/gemma-2-27b-it', 'style': 'chat'}}
 seed = 42
 backend = 'auto'
@@ -83,15 +85,15 @@ setup(seed)
 
 # %% [markdown]
 # ## The configuration
-# Every setting of the run as `sot.sft.SFTConfig` holds it (params.yaml's `batch_size` is the per-device batch);
-# fields not in params.yaml keep their defaults, shown here too.
+# Every setting of the runs as `sot.sft.SFTConfig` holds it (params.yaml's `batch_size` is the per-device batch);
+# fields not in params.yaml keep their defaults, shown here too. Every set of the group trains with these.
 
 # %%
 import pandas as pd
 from IPython.display import display
 
 from sot import styles
-from sot.pipeline import DATA, METRICS, SKIPPED, load_set, model_and_style, run_name
+from sot.pipeline import SKIPPED, group_name, load_set, loss_path, model_and_style, sft_dir, sft_metrics_path
 from sot.sft import stage
 
 options = {"backend": backend, "method": method, "lora_r": lora_r, "lora_alpha": lora_alpha,
@@ -99,19 +101,21 @@ options = {"backend": backend, "method": method, "lora_r": lora_r, "lora_alpha":
            "batch_size": batch_size, "grad_accum": grad_accum, "max_length": max_length, "warmup_ratio": warmup_ratio,
            "weight_decay": weight_decay, "bf16": bf16, "checkpoint": checkpoint, "eval_fraction": eval_fraction,
            "logging_steps": logging_steps, "save_every": save_every, "num_processes": num_processes}
-name = run_name(task, student, set)
+group = group_name(task, student)
 model, style = model_and_style(models, student)
 styles.require_chat_template(student, model, style)
 cfg = stage.config(models, student, seed, {k: v for k, v in options.items() if k != "num_processes"})
-print(f"run {name}: {num_processes} process(es)")
+records = {s: load_set(task, s) for s in sets}        # every set read (and its fields checked) before training
+print(f"group {group}: {len(sets)} sets, {num_processes} process(es) per run")
+display(pd.DataFrame({"records": {s: len(r) for s, r in records.items()}}).T)
 pd.DataFrame({"value": {k: repr(v) for k, v in cfg.to_dict().items()}})
 
 # %% [markdown]
-# ## The training set, and the loss-mask check
-# One example exactly as the trainer sees it: the prompt tokens have label -100 (no loss: the model reads them),
-# the completion tokens and the end token are learned. Decoding the two parts separately shows where the
-# boundary is and that the learned part ends with the end token (unless the trace was cut by the generation
-# limit: then it must not learn to stop there).
+# ## A training example, and the loss-mask check
+# One example exactly as the trainer sees it (from the first non-empty set): the prompt tokens have label -100 (no
+# loss: the model reads them), the completion tokens and the end token are learned. Decoding the two parts
+# separately shows where the boundary is and that the learned part ends with the end token (unless the trace was
+# cut by the generation limit: then it must not learn to stop there).
 
 # %%
 from sot.models import resolve
@@ -120,19 +124,20 @@ from sot.show import side_by_side
 from sot.tokens import end_token_id
 from transformers import AutoTokenizer
 
-records = load_set(task, set)
-print(f"{len(records)} training records in data/sets/{task}/{set}.jsonl; "
-      f"{sum(map(is_truncated, records))} cut by the generation limit (trained without an end token)")
+for s, recs in records.items():
+    print(f"{s}: {len(recs)} records in data/sets/{task}/{s}.jsonl; "
+          f"{sum(map(is_truncated, recs))} cut by the generation limit (trained without an end token)")
 tokenizer = AutoTokenizer.from_pretrained(resolve(model))
-example = build_dataset(records[:1], tokenizer, style, max_length).examples[0] if records else None
+first = next((s for s, recs in records.items() if recs), None)
+example = build_dataset(records[first][:1], tokenizer, style, max_length).examples[0] if first else None
 if example is None:
-    print("the set is empty: no example to show, nothing will be trained")
+    print("every set is empty: no example to show, nothing will be trained")
 else:
     ids, labels = example["input_ids"], example["labels"]
     prompt_ids = [t for t, l in zip(ids, labels) if l == IGNORE]
     learned_ids = [l for l in labels if l != IGNORE]
     end = end_token_id(tokenizer, style)
-    notes = {"masked prompt (label -100)": f"{len(prompt_ids)} tokens, no loss",
+    notes = {"masked prompt (label -100)": f"{first}: {len(prompt_ids)} tokens, no loss",
              "learned completion (loss)": f"{len(learned_ids)} tokens; last token {tokenizer.decode(learned_ids[-1:])!r}"
                                           + (" = the end token" if learned_ids[-1] == end else " (no end token)")}
     display(side_by_side({"masked prompt (label -100)": tokenizer.decode(prompt_ids),
@@ -144,64 +149,79 @@ else:
                            "label": labels[i], "learned": labels[i] != IGNORE} for i in window]).set_index("position"))
 
 # %% [markdown]
-# ## Train (resumable)
+# ## Train each set (resumable; finished runs reused)
 
 # %%
-summary = stage.run(task, student, set, models, seed, options)
-if summary.get("skipped"):
-    print(f"not trained: {summary['reason']}")
-else:
-    print(f"{summary['backend']}: {summary['steps']} steps, {summary['tokens']} tokens in {summary['train_seconds']:.0f} s "
-          f"({summary['tokens_per_s']} tokens/s); final loss {summary['final_loss']:.3f}")
+for s in sets:
+    summary = stage.run(task, student, s, models, seed, options)
+    if summary.get("skipped"):
+        print(f"{s}: not trained: {summary['reason']}")
+    elif (summary.get("resume") or {}).get("reused_finished_run"):
+        print(f"{s}: reused the finished run {summary['resume']['reused_finished_run']} (final loss "
+              f"{summary['final_loss']:.3f})")
+    else:
+        print(f"{s}: {summary['backend']}, {summary['steps']} steps, {summary['tokens']} tokens in "
+              f"{summary['train_seconds']:.0f} s ({summary['tokens_per_s']} tokens/s); final loss {summary['final_loss']:.3f}")
 
 # %% [markdown]
-# ## What the run did
+# ## What the runs did
 # The plan turns the budget into optimizer steps (`rule`); `n_unterminated` examples were trained without an end
 # token, `n_truncated` were cut at `max_length`, `n_dropped` had no completion token left.
 
 # %%
 from sot.io import read_json
 
-result = read_json(METRICS / "sft" / f"{name}.json")
-if result.get("skipped"):
-    print(f"{DATA / 'sft' / name / SKIPPED}: {result['reason']}")
-else:
-    keys = ("backend", "backend_reason", "method", "steps", "tokens", "train_seconds", "tokens_per_s", "final_loss",
-            "n_train", "n_val", "n_unterminated", "n_truncated", "n_dropped", "world_size")
-    chosen = result["checkpoint"]
-    display(pd.DataFrame({"value": {k: result.get(k) for k in keys}
-                          | {"checkpoint evaluated": f"{chosen['rule']}: step {chosen['step']} ({chosen['why']})",
-                             "plan": result["plan"]["rule"], "planned epochs": round(result["plan"]["planned_epochs"], 2)}}))
+results = {s: read_json(sft_metrics_path(task, student, s)) for s in sets}
+keys = ("backend", "method", "steps", "tokens", "train_seconds", "tokens_per_s", "final_loss", "n_train", "n_val",
+        "n_unterminated", "n_truncated", "n_dropped", "world_size")
+table = {}
+for s, r in results.items():
+    if r.get("skipped"):
+        table[s] = {"trained": f"no: {sft_dir(task, student, s) / SKIPPED}"}
+        continue
+    chosen = r["checkpoint"]
+    table[s] = {"trained": "reused" if (r.get("resume") or {}).get("reused_finished_run") else "yes",
+                **{k: r.get(k) for k in keys},
+                "checkpoint evaluated": f"{chosen['rule']}: step {chosen['step']}",
+                "plan": r["plan"]["rule"], "planned epochs": round(r["plan"]["planned_epochs"], 2)}
+pd.DataFrame(table).T
 
 # %% [markdown]
-# ## The loss curve
-# Mean cross-entropy of the completion tokens per logged step (`metrics/sft/loss/<run>.csv`), with the learning
-# rate (warm-up, then linear decay) on the right axis.
+# ## The loss curves
+# Mean cross-entropy of the completion tokens per logged step (`metrics/sft/loss/<task>-<student>/<set>.csv`), one
+# line per set, with the learning rate (warm-up, then linear decay; the same for every set trained with the same
+# number of steps) on the right axis of the first.
 
 # %%
 import matplotlib.pyplot as plt
 
-loss = pd.read_csv(METRICS / "sft" / "loss" / f"{name}.csv")
-if loss.empty:
+from sot.plot_base import set_color
+
+curves = {s: pd.read_csv(loss_path(task, student, s)) for s in sets}
+curves = {s: c for s, c in curves.items() if not c.empty}
+if not curves:
     print("no loss curve: nothing was trained")
 else:
-    fig, ax = plt.subplots(figsize=(7, 3.2))
-    ax.plot(loss["step"], loss["loss"], marker="o", ms=3, label="training loss")
-    if loss["val_loss"].notna().any():
-        ax.plot(loss["step"], loss["val_loss"], marker="s", ms=3, label="validation loss")
-    ax.set(xlabel="optimizer step", ylabel="loss (nats / completion token)", title=f"{name}: training loss")
+    fig, ax = plt.subplots(figsize=(8, 3.4))
+    for s, loss in curves.items():
+        ax.plot(loss["step"], loss["loss"], marker="o", ms=3, color=set_color(s), label=s)
+        if loss["val_loss"].notna().any():
+            ax.plot(loss["step"], loss["val_loss"], ls="--", color=set_color(s), label=f"{s} (validation)")
+    ax.set(xlabel="optimizer step", ylabel="loss (nats / completion token)", title=f"{group}: training loss by set")
     lr_ax = ax.twinx()
-    lr_ax.plot(loss["step"], loss["lr"], color="grey", ls=":", label="learning rate")
+    lr_curve = next(iter(curves.values()))
+    lr_ax.plot(lr_curve["step"], lr_curve["lr"], color="grey", ls=":", label="learning rate")
     lr_ax.set_ylabel("learning rate")
-    ax.legend(loc="upper right", fontsize="small")
+    ax.legend(loc="upper right", fontsize="small", ncol=2)
     plt.show()
 
 # %% [markdown]
 # ## Resuming
-# Where checkpoints went, how often, and whether this run continued an earlier one (`resumed_from_step`).
-# A finished run deletes its checkpoints: `data/sft/<run>/` holds what stage 9 evaluates.
+# Where checkpoints went, how often, and whether a run continued an earlier one (`resumed_from_step`) or was
+# copied from a finished one (`reused_finished_run`). A finished run deletes its checkpoints:
+# `data/sft/<task>-<student>/<set>/` holds what stage 9 evaluates.
 
 # %%
-resume = None if result.get("skipped") else result.get("resume")
-pd.DataFrame({"value": {k: str(v) for k, v in resume.items()}}) if resume else \
-    "no checkpoints (empty set, or save_every is null)"
+resumes = {s: {k: str(v) for k, v in r["resume"].items()} for s, r in results.items()
+           if not r.get("skipped") and r.get("resume")}
+pd.DataFrame(resumes).T if resumes else "no checkpoints (every set empty, or save_every is null)"

@@ -72,11 +72,22 @@ def test_stage_times_reads_papermill_durations_and_the_study_estimate_scales_onl
         ("01_prepare", "", 4.0), ("02_generate", "mbpp", 600.0), ("09_evaluate", "mbpp-s-H", 100.0)]
     assert "| **all** | 3 | **704** | |" in stage_times.markdown(rows)
 
-    evals = {"mbpp-s-H": {"n": 200, "generation": {"tokens": 20000, "seconds": 80.0}}}
+    evals = {"mbpp-s-H": [{"n": 200, "generation": {"tokens": 20000, "seconds": 80.0}}]}
     small, big = estimate_study.estimate(rows, evals, [200, 1000])
     assert small["cpu_s"] == 704.0 and big["cpu_s"] == 604.0 + 500.0      # 0.5 s a problem, x 1000
     # GPU: the 20 s a run spends outside decoding stays; decoding becomes 100 tokens a problem at 515 tok/s
     assert abs(big["gpu_eval_s"] - 1000 * (0.1 + 100 / 515.0)) < 1e-6
+    # one report per (task, student) group: its runs (here base and H, 40 s of decoding each) scale together
+    group = [{**r, "item": "mbpp-s"} if r["stage"] == "09_evaluate" else r for r in rows]
+    (tmp_path / "metrics" / "evaluate" / "mbpp-s").mkdir(parents=True)
+    for name in ("base", "H"):
+        (tmp_path / "metrics" / "evaluate" / "mbpp-s" / f"{name}.json").write_text(
+            json.dumps({"n": 200, "generation": {"tokens": 10000, "seconds": 40.0}}))
+    (tmp_path / "metrics" / "evaluate" / "mbpp-s" / "P.json").write_text(json.dumps({"skipped": True}))
+    (tmp_path / "stage_times.json").write_text(json.dumps(group))
+    times, grouped = estimate_study.load(tmp_path)
+    assert sorted(grouped) == ["mbpp-s"] and len(grouped["mbpp-s"]) == 2        # the skipped run is left out
+    assert estimate_study.estimate(times, grouped, [1000]) == [{**big, "evaluate_runs": 2}]
     with pytest.raises(SystemExit, match="without metrics"):
         estimate_study.estimate(rows, {}, [200])
 
@@ -103,4 +114,7 @@ def test_grader_gap_counts_disagreements_and_finds_prose_the_authors_sanitiser_k
     write_jsonl(tmp_path / "data" / "evaluate" / "mbpp-s-H.jsonl", rows)
     assert grader_gap.main([str(tmp_path)]) == 0
     assert "| mbpp-s-H | 4 | 1 | 1 | 1 | 1 | 1 |" in capsys.readouterr().out
+    write_jsonl(tmp_path / "data" / "evaluate" / "mbpp-t" / "G.jsonl", rows)          # a group's folder
+    assert grader_gap.main([str(tmp_path)]) == 0
+    assert "| mbpp-t-G | 4 | 1 | 1 | 1 | 1 | 1 |" in capsys.readouterr().out
     assert grader_gap.main([str(tmp_path / "nothing")]) == 1

@@ -124,9 +124,9 @@ def test_derived_value_in_parameters_cell_is_rejected():
 
 def test_matrix_items_default_to_first_element_and_the_ipynb_reads_the_same():
     for source in (ROOT / "notebooks" / "08_sft.py", ROOT / "notebooks" / "08_sft.ipynb"):
-        resolved = nb.resolve_parameters(source, PARAMS, {"set": "W"})
-        assert resolved["task"] == PARAMS["tasks"][0] and resolved["set"] == "W"
-        assert resolved["lr"] == PARAMS["sft"]["lr"]
+        resolved = nb.resolve_parameters(source, PARAMS, {"student": "other"})
+        assert resolved["task"] == PARAMS["tasks"][0] and resolved["student"] == "other"
+        assert resolved["sets"] == PARAMS["sets"] and resolved["lr"] == PARAMS["sft"]["lr"]
 
 
 def test_params_yaml_floats_follow_yaml_1_2(tmp_path):

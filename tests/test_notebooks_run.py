@@ -112,15 +112,20 @@ def test_every_notebook_runs_and_shows_its_stage(project):
         shows(run(project, "06_mix", task="gsm8k", fraction=fraction), f"F{fraction}", figures=1)
 
     shows(run(project, "07_distance", task="gsm8k", student="tiny"), "self")
-    sft = run(project, "08_sft", task="gsm8k", student="tiny", set="H")
-    shows(sft, first["reference"].splitlines()[0][:40])
-    run(project, "08_sft", task="gsm8k", student="tiny", set="G")
-    skipped = run(project, "08_sft", task="gsm8k", student="tiny", set="P")
-    assert "is empty (0 records)" in skipped
+    sft = run(project, "08_sft", task="gsm8k", student="tiny")            # one group: every set of SETS
+    shows(sft, first["reference"].splitlines()[0][:40], "training loss by set", tables=3)
+    assert "is empty (0 records)" in sft                                 # P: not trained, and said so
+    trained = sorted(p.name for p in (project / "data" / "sft" / "gsm8k-tiny").iterdir())
+    assert trained == sorted(SETS) and (project / "data" / "sft" / "gsm8k-tiny" / "P" / "SKIPPED.json").exists()
+    adapter = (project / "data" / "sft" / "gsm8k-tiny" / "H" / "adapter_model.safetensors").read_bytes()
+    shutil.rmtree(project / "data" / "sft" / "gsm8k-tiny")               # what DVC does before a rerun
+    again = run(project, "08_sft", task="gsm8k", student="tiny")
+    assert [s for s in SETS if f"{s}: reused the finished run" in again] == [s for s in SETS if s != "P"]
+    assert (project / "data" / "sft" / "gsm8k-tiny" / "H" / "adapter_model.safetensors").read_bytes() == adapter
 
-    for set_name in ("base", "H", "G", "P"):
-        report = run(project, "09_evaluate", task="gsm8k", student="tiny", set=set_name)
-    shows(run(project, "09_evaluate", task="gsm8k", student="tiny", set="H"), "strict")
+    evaluate = run(project, "09_evaluate", task="gsm8k", student="tiny")  # base, then every set
+    shows(evaluate, "strict", "not trained: empty set", tables=2)
+    assert sorted(p.stem for p in (project / "data" / "evaluate" / "gsm8k-tiny").iterdir()) == sorted(["base", *SETS])
 
     figures = run(project, "10_figures")
     shows(figures, "Δ vs H", figures=3)

@@ -203,7 +203,8 @@ def expected_stages(dvc_yaml: dict, params: dict) -> set[str]:
 
 
 def test_make_paper_dry_plans_the_full_grid(tmp_path):
-    """`make paper DRY=1`'s command in a fresh clone: DVC takes every -S and plans 4 x 3 x 9 sft and evaluate runs.
+    """`make paper DRY=1`'s command in a fresh clone: DVC takes every -S and plans one sft and one evaluate stage per
+    (task, student) of 4 x 3, each over the preset's 9 sets (params `sets`, which both stages declare).
 
     The stages depend on the committed notebooks/NN_verb.py; their data dependencies are missing in a clone,
     and `--dry --force` plans without hashing dependencies."""
@@ -217,13 +218,15 @@ def test_make_paper_dry_plans_the_full_grid(tmp_path):
     assert len(planned) == len(set(planned))
 
     preset = presets.load(str(repo / "presets" / "paper.yaml"))
-    grid = list(itertools.product(preset["tasks"], preset["students"], preset["sets"]))
+    grid = list(itertools.product(preset["tasks"], preset["students"]))
     assert len(preset["tasks"]) == 4 and len(preset["students"]) == 3 and len(preset["sets"]) == 9
     for stage in ("sft", "evaluate"):
-        assert {p for p in planned if p.startswith(stage + "@")} == {f"{stage}@{t}-{s}-{x}" for t, s, x in grid}
+        assert {p for p in planned if p.startswith(stage + "@")} == {f"{stage}@{t}-{s}" for t, s in grid}
+        assert "sets" in yaml.safe_load((repo / "dvc.yaml").read_text())["stages"][stage]["params"]
     merged = presets.apply(preset, load_params(repo / "params.yaml"))
+    assert merged["sets"] == ["H", "G", "W", "P", "F0", "F25", "F50", "F75", "F100"]
     assert set(planned) == expected_stages(yaml.safe_load((repo / "dvc.yaml").read_text()), merged)
-    assert "sot.nb run 08_sft -p task mbpp -p student llama-3.1-8b -p set F100" in done.stdout
+    assert "sot.nb run 08_sft -p task mbpp -p student llama-3.1-8b" in done.stdout
     status = subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True).stdout
     assert status == "", f"the dry run changed the clone: {status}"
     print(json.dumps({"planned": len(planned)}))

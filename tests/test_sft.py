@@ -296,7 +296,31 @@ def test_best_val_resumed_after_a_crash_picks_the_same_checkpoint(tiny_model, tm
     assert [r.get("val_loss") for r in again["history"]] == [r.get("val_loss") for r in whole["history"]]
     a, b = (load_file(tmp_path / name / "model.safetensors") for name in ("whole", "again"))
     assert a.keys() == b.keys() and all(bool((a[k] == b[k]).all()) for k in a)
-    assert not (tmp_path / "ck").exists() and not (tmp_path / "ck-whole").exists()
+    for ck in ("ck", "ck-whole"):      # the finished run stays (for reuse), its checkpoints are gone
+        (run,) = (tmp_path / ck).iterdir()
+        assert not list(run.glob("checkpoint-*")) and (run / "final" / "model.safetensors").exists()
+
+
+def test_a_finished_run_is_reused_and_a_changed_one_retrained(tiny_model, tmp_path):
+    """The sft stage of a (task, student) group reruns every set when one changes: the unchanged ones must come
+    back byte for byte from the finished run, without training; another setting trains afresh."""
+    records = [{"id": f"p{i}", "prompt": f"What is {i} + 1?", "completion": f" {i}+1={i + 1}. The answer is {i + 1}."}
+               for i in range(4)]
+    cfg = SFTConfig(model=tiny_model, method="lora", lr=1e-3, budget="steps", budget_value=2,
+                    per_device_batch_size=2, logging_steps=1)
+    first = train(records, cfg, tmp_path / "out", render=render, checkpoint_dir=tmp_path / "ck")
+    assert first["resume"]["resumed_from_step"] is None and "reused_finished_run" not in first["resume"]
+    kept = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
+    import shutil
+    shutil.rmtree(tmp_path / "out")                      # what DVC does before it reruns the stage
+    again = train(records, cfg, tmp_path / "out", render=render, checkpoint_dir=tmp_path / "ck")
+    assert again["resume"]["reused_finished_run"].endswith("final")
+    assert again["history"] == first["history"] and again["final_loss"] == first["final_loss"]
+    assert {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()} == kept
+    other = train(records, SFTConfig.from_dict({**cfg.to_dict(), "lr": 2e-3}), tmp_path / "out", render=render,
+                  checkpoint_dir=tmp_path / "ck")
+    assert "reused_finished_run" not in other["resume"] and other["history"] != first["history"]
+    assert len(list((tmp_path / "ck").iterdir())) == 1   # only the latest settings' run is kept
 
 
 def test_a_rerun_writes_a_byte_identical_folder(tiny_model, tmp_path):

@@ -79,7 +79,7 @@ def _rewrite(path, edit):
 def test_report_explains_a_set_on_other_problems_and_makes_the_rest(in_run_dir):
     from sot import plots, report
 
-    _rewrite(in_run_dir / "data" / "evaluate" / "gsm8k-smollm2-135m-F50.jsonl", lambda rows: rows[:-1])
+    _rewrite(in_run_dir / "data" / "evaluate" / "gsm8k-smollm2-135m" / "F50.jsonl", lambda rows: rows[:-1])
     table = results_md(n_perm=100)
     f50 = next(l for l in table.splitlines() if l.startswith("| gsm8k | smollm2-135m | F50 |"))
     assert f50.startswith("| gsm8k | smollm2-135m | F50 | 9 | 0.0 [0.0, 29.9] |")
@@ -100,17 +100,17 @@ def test_report_explains_a_set_on_other_problems_and_makes_the_rest(in_run_dir):
 def test_report_rejects_non_boolean_and_old_rows(in_run_dir):
     from sot.io import DataError
 
-    path = in_run_dir / "data" / "evaluate" / "gsm8k-smollm2-135m-W.jsonl"
+    path = in_run_dir / "data" / "evaluate" / "gsm8k-smollm2-135m" / "W.jsonl"
     original = path.read_text()
     _rewrite(path, lambda rows: rows[:3] + [dict(rows[3], correct="False")] + rows[4:])
-    with pytest.raises(DataError, match=r"gsm8k-smollm2-135m-W.jsonl:4: field 'correct' is 'False' \(str\)"):
+    with pytest.raises(DataError, match=r"gsm8k-smollm2-135m/W.jsonl:4: field 'correct' is 'False' \(str\)"):
         results_md()
     path.write_text(original)
     _rewrite(path, lambda rows: [{k: v for k, v in r.items() if not k.startswith("authors_")} for r in rows])
     with pytest.raises(DataError, match=r"W.jsonl:1: no field 'authors_correct'.*rerun `dvc repro evaluate`"):
         results_md()
     path.write_text(original)
-    (in_run_dir / "data" / "evaluate" / "gsm8k-smollm2-135m-P.jsonl").unlink()
+    (in_run_dir / "data" / "evaluate" / "gsm8k-smollm2-135m" / "P.jsonl").unlink()
     with pytest.raises(DataError, match="P.jsonl: no per-problem rows"):
         results_md()
 
@@ -198,9 +198,9 @@ def test_sft_stage_skips_an_empty_set_and_says_why(tmp_path, monkeypatch, set_na
     report = sft.run("gsm8k", "tiny", set_name, models={"tiny": {"ref": "unused", "style": "plain"}}, seed=0,
                      options={})
     assert report["skipped"] and hint in report["reason"] and "is empty (0 records)" in report["reason"]
-    saved = json.loads((tmp_path / "metrics" / "sft" / f"gsm8k-tiny-{set_name}.json").read_text())
+    saved = json.loads((tmp_path / "metrics" / "sft" / "gsm8k-tiny" / f"{set_name}.json").read_text())
     assert saved == report
-    assert (tmp_path / "data" / "sft" / f"gsm8k-tiny-{set_name}" / sft.SKIPPED).exists()
+    assert (tmp_path / "data" / "sft" / "gsm8k-tiny" / set_name / sft.SKIPPED).exists()
 
 
 def test_sft_stage_with_two_processes_runs_under_torchrun(tmp_path, monkeypatch, tiny_model):
@@ -226,9 +226,9 @@ def test_sft_stage_with_two_processes_runs_under_torchrun(tmp_path, monkeypatch,
     (sets / "H.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
 
     report = sft.run("gsm8k", "tiny", "H", models=params["models"], seed=0, options=params["sft"])
-    saved = read_json(tmp_path / "metrics" / "sft" / "gsm8k-tiny-H.json")
+    saved = read_json(tmp_path / "metrics" / "sft" / "gsm8k-tiny" / "H.json")
     assert report["world_size"] == saved["world_size"] == 2 and saved["backend"] == "trl"
     assert saved["steps"] == 3 and saved["plan"]["examples_per_step"] == 2      # 1 per process x 2 processes
-    assert (tmp_path / "data" / "sft" / "gsm8k-tiny-H" / "adapter_config.json").exists()
-    loss = (tmp_path / "metrics" / "sft" / "loss" / "gsm8k-tiny-H.csv").read_text().splitlines()
+    assert (tmp_path / "data" / "sft" / "gsm8k-tiny" / "H" / "adapter_config.json").exists()
+    loss = (tmp_path / "metrics" / "sft" / "loss" / "gsm8k-tiny" / "H.csv").read_text().splitlines()
     assert loss[0].startswith("step,") and len(loss) == 1 + 3

@@ -8,10 +8,17 @@ metrics/ and figures/:
     data/sets/<task>/<SET>.jsonl                  training sets H, G, W (classify), P (paraphrase), F<pct> (mix)
     data/corrupt/<task>.jsonl                     one completely flawed trace per base-set trace
     data/distance/<task>-<student>.jsonl          the base student's own greedy samples (the distance reference)
-    data/sft/<task>-<student>-<set>/              LoRA adapter or full model (or SKIPPED.json: empty set)
-    data/evaluate/<task>-<student>-<set>.jsonl    per-problem outputs and both graders' verdicts
+    data/sft/<task>-<student>/<set>/              LoRA adapter or full model (or SKIPPED.json: empty set)
+    data/evaluate/<task>-<student>/<set>.jsonl    per-problem outputs and both graders' verdicts (set `base` too)
     data/.cache/<stage>/<item>/                   resumable shards and checkpoints (not DVC outputs: kept on a kill)
     metrics/<stage>/...json                       small metrics, in git (cache: false)
+    metrics/{sft,evaluate}/<task>-<student>/<set>.json, metrics/sft/loss/<task>-<student>/<set>.csv
+
+sft and evaluate are one DVC stage per (task, student), its group, looping over the sets in one process (the
+model and libraries load once, and the paper's grid is 12 + 12 stages rather than 108 + 120): each group writes
+one folder per stage output. A set's run is still the unit of work and of naming (`run_name`): it keeps its
+resumable checkpoints and shards under data/.cache/<stage>/<run>/, and a group that reruns because one set
+changed reuses the finished runs of the others (sot.sft.resume, sot.resume).
     figures/                                      the paper's figures and the results table
 
 A training-set record is {id, task, category, prompt (the question), completion, source}; `source` says where
@@ -39,7 +46,35 @@ def set_path(task: str, name: str) -> Path:
 
 
 def run_name(task: str, student: str, set_name: str) -> str:
+    """One (task, student, set) run: its name in reports and its data/.cache folders."""
     return f"{task}-{student}-{set_name}"
+
+
+def group_name(task: str, student: str) -> str:
+    """One (task, student) group: the sft and evaluate stages' matrix item, the folder of its runs."""
+    return f"{task}-{student}"
+
+
+def sft_dir(task: str, student: str, set_name: str) -> Path:
+    """The fine-tuned model (or SKIPPED.json) of one run."""
+    return DATA / "sft" / group_name(task, student) / set_name
+
+
+def sft_metrics_path(task: str, student: str, set_name: str) -> Path:
+    return METRICS / "sft" / group_name(task, student) / f"{set_name}.json"
+
+
+def loss_path(task: str, student: str, set_name: str) -> Path:
+    return METRICS / "sft" / "loss" / group_name(task, student) / f"{set_name}.csv"
+
+
+def eval_rows_path(task: str, student: str, set_name: str) -> Path:
+    """Per-problem outputs and verdicts of one evaluated run (set_name `base`: the student before fine-tuning)."""
+    return DATA / "evaluate" / group_name(task, student) / f"{set_name}.jsonl"
+
+
+def eval_metrics_path(task: str, student: str, set_name: str) -> Path:
+    return METRICS / "evaluate" / group_name(task, student) / f"{set_name}.json"
 
 
 def cache_dir(stage: str, item: str) -> Path:

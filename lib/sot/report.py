@@ -1,6 +1,6 @@
 """The study's tables, gathered from the stage outputs: what the figures notebook (10_figures) draws and prints.
 
-Accuracies and comparisons are recomputed from the per-problem rows (data/evaluate/*.jsonl, checked by
+Accuracies and comparisons are recomputed from the per-problem rows (data/evaluate/<task>-<student>/<set>.jsonl, checked by
 sot.evaluate.check_rows), never taken from a stored summary, so the table cannot mix interval methods.
 `write_table` writes figures/results.md (+ accuracy.csv, trend.csv: the data DVC's plots read), with the
 teacher-vs-student comparison on the training problems (`teacher_student_table`) beside the results.
@@ -14,12 +14,12 @@ import pandas as pd
 from sot import tables
 from sot.evaluate import accuracy_record, check_rows, panel, summarize_rows, trend_record
 from sot.io import DataError, atomic_path, iter_jsonl, read_json
-from sot.pipeline import DATA, FIGURES, METRICS, run_name
+from sot.pipeline import FIGURES, METRICS, eval_metrics_path, eval_rows_path, loss_path, run_name
 
 
 def evaluated(task: str, student: str, set_name: str) -> dict | None:
     """The evaluate metrics of one run; None when it is missing or was skipped (empty training set)."""
-    path = METRICS / "evaluate" / f"{run_name(task, student, set_name)}.json"
+    path = eval_metrics_path(task, student, set_name)
     if not path.exists():
         return None
     summary = read_json(path)
@@ -31,7 +31,7 @@ def skipped_runs(tasks, students, sets) -> list[str]:
     for task in tasks:
         for student in students:
             for s in sets:
-                path = METRICS / "evaluate" / f"{run_name(task, student, s)}.json"
+                path = eval_metrics_path(task, student, s)
                 summary = read_json(path) if path.exists() else {}
                 if summary.get("skipped"):
                     out.append(f"{run_name(task, student, s)}: {summary['reason']}")
@@ -65,7 +65,7 @@ def accuracy_tables(tasks, students, sets, n_perm: int = 2000, seed: int = 0,
                 trend_rows.append(trend_record(task, student, tests["trend"]))
     if not acc_rows:
         raise FileNotFoundError(f"no evaluation metrics under {METRICS / 'evaluate'} for tasks {list(tasks)}, "
-                                f"students {list(students)}; run `dvc repro evaluate evaluate_base` first")
+                                f"students {list(students)}; run `dvc repro evaluate` first")
     return pd.DataFrame(acc_rows), pd.DataFrame(trend_rows)
 
 
@@ -74,7 +74,7 @@ def loss_table(tasks, students, sets) -> pd.DataFrame:
     for task in tasks:
         for student in students:
             for s in sets:
-                path = METRICS / "sft" / "loss" / f"{run_name(task, student, s)}.csv"
+                path = loss_path(task, student, s)
                 if path.exists():
                     frames.append(pd.read_csv(path).assign(task=task, student=student, set=s))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
@@ -167,7 +167,7 @@ def mixture_base(tasks) -> str:
 
 def load_rows(task: str, student: str, set_name: str) -> list[dict]:
     """The stored per-problem rows of one evaluated run, checked (sot.evaluate.check_rows: errors name file, line)."""
-    path = Path(DATA / "evaluate" / f"{run_name(task, student, set_name)}.jsonl")
+    path = eval_rows_path(task, student, set_name)
     if not path.exists():
         raise DataError(f"{path}: no per-problem rows for an evaluated run; rerun `dvc repro evaluate`")
     numbered = list(iter_jsonl(path))

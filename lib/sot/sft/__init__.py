@@ -12,9 +12,10 @@ folder (training on the CPU is deterministic), so DVC does not rerun the evaluat
 Resuming: with `checkpoint_dir` (one folder per run, outside the DVC output, e.g. data/.cache/sft/<run>) a full
 checkpoint is written every `cfg.save_every` optimizer steps and on SIGTERM/SIGINT (sot.sft.resume: committed
 with a marker, older ones pruned); a rerun continues from the newest complete checkpoint of the same settings
-and data and ends as an uninterrupted run would. A finished run deletes checkpoint_dir: the output folder holds
-what is evaluated, and the optimizer state (about 12 bytes per trained parameter) would only serve to continue
-a run that is over.
+and data and ends as an uninterrupted run would. A finished run deletes its checkpoints (the optimizer state, about 12
+bytes per trained parameter, would only serve to continue a run that is over) and keeps its output folder there
+(hard-linked): a later call with the same settings, data and sot.sft code copies it instead of training again
+(`resume` in the summary says `reused_finished_run`).
 """
 from __future__ import annotations
 
@@ -155,6 +156,15 @@ def train(records: list[dict], cfg: SFTConfig, out_dir, val_records: list[dict] 
             resume.resume_point(resume.run_folder(checkpoint_dir, manifest))
         state.wait_for_everyone()
         run_dir = resume.run_folder(checkpoint_dir, manifest)
+        stored = resume.finished(run_dir)
+        if stored is not None:                                  # this exact run finished before: no training
+            if state.is_main_process:
+                resume.restore_finished(run_dir, out_dir)
+                print(f"[sot.sft] reusing the finished run in {run_dir / resume.FINAL} (same settings, data "
+                      "and code)", flush=True)
+            state.wait_for_everyone()
+            return {**stored, "resume": {**(stored.get("resume") or {}),
+                                         "reused_finished_run": str(run_dir / resume.FINAL)}}
         resume_from = resume.resume_point(run_dir)              # every process: the same, complete one
         tokens_before = resume.tokens_at(resume_from)
         saver = resume.checkpoint_callback(cfg.save_every, cfg.checkpoint == "best_val", state.is_main_process,
@@ -205,8 +215,10 @@ def train(records: list[dict], cfg: SFTConfig, out_dir, val_records: list[dict] 
             shutil.rmtree(out_dir)
         (work / "model").rename(out_dir)
         shutil.rmtree(work, ignore_errors=True)
-        if checkpoint_dir is not None:      # the run is over: its checkpoints (and stale ones of this run) go
-            shutil.rmtree(checkpoint_dir, ignore_errors=True)
+        if checkpoint_dir is not None:      # the run is over: its checkpoints go, its output stays for reuse
+            from sot.sft import resume
+            resume.keep_finished(run_dir, out_dir, json.loads(json.dumps({**summary, "history": history},
+                                                                         default=str)))
     state.wait_for_everyone()
     return {**summary, "history": history}
 

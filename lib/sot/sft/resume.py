@@ -15,11 +15,19 @@ after every file of the checkpoint is written (and, with several processes, afte
 file's size, and checked against the files before resuming. Anything else is deleted. After each commit the
 older checkpoints are removed (kept: the newest and, for checkpoint='best_val', the best one), so at most
 two are on disk. SIGTERM/SIGINT (sot.signals) end the current step, write a checkpoint and stop the run.
+
+A finished run keeps its output folder (hard links, so no second copy on disk) as D/<fingerprint>/final/ with
+final.json (the run's summary and loss history, and the files and sizes of final/); its checkpoints and the
+folders of other fingerprints are deleted. The fingerprint also covers the source of the sot.sft package, so
+when the sft stage of a (task, student) group reruns because one set changed, every other set whose settings,
+data and training code are unchanged is copied from final/ instead of retrained (`finished`); a change to any
+of them trains afresh.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import time
@@ -30,6 +38,7 @@ from sot.io import write_json
 from sot.resume import shard_folder
 
 COMPLETE = "sot_complete.json"
+FINAL, FINAL_RESULT = "final", "final.json"   # a finished run's output folder and its summary, in D/<fingerprint>/
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 NOT_IN_FINGERPRINT = ("save_every",)    # how often to save does not change what is trained
 
@@ -44,12 +53,20 @@ def data_digest(tset) -> str | None:
     return h.hexdigest()
 
 
+def code_digest() -> str:
+    """sha256 over the source files of the sot.sft package (what trains), by name, in order."""
+    h = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
 def run_manifest(cfg, backend: str, world_size: int, train_set, val_set, bf16: bool, model_dtype: str,
                  device: str, versions: dict) -> dict:
     """What decides the state a checkpoint holds; two runs with equal manifests can continue each other."""
     config = {k: v for k, v in cfg.to_dict().items() if k not in NOT_IN_FINGERPRINT}
     return {"config": config, "backend": backend, "world_size": world_size, "bf16": bf16,
-            "model_dtype": model_dtype, "device": device, "versions": versions,
+            "model_dtype": model_dtype, "device": device, "versions": versions, "code_sha256": code_digest(),
             "train_sha256": data_digest(train_set), "n_train": len(train_set),
             "val_sha256": data_digest(val_set), "n_val": len(val_set) if val_set is not None else 0}
 
@@ -174,3 +191,54 @@ def tokens_at(checkpoint: Path | None) -> int:
         return 0
     state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
     return int(state.get("num_input_tokens_seen") or 0)
+
+
+def finished(folder: Path) -> dict | None:
+    """The stored result of a finished run in folder (its final/ intact: every file there with its recorded
+    size), else None."""
+    path = Path(folder) / FINAL_RESULT
+    if not path.exists() or not (Path(folder) / FINAL).is_dir():
+        return None
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    return stored["result"] if stored.get("files") == _all_files(Path(folder) / FINAL) else None
+
+
+def keep_finished(folder: Path, out_dir: Path, result: dict) -> None:
+    """Keep a finished run (main process): out_dir linked into folder/final/, the result in final.json, the
+    checkpoints deleted, and the other fingerprints' folders beside folder too."""
+    folder = Path(folder)
+    for other in folder.parent.iterdir():
+        if other.is_dir() and other != folder:
+            shutil.rmtree(other, ignore_errors=True)
+    prune(folder, set())
+    (folder / FINAL_RESULT).unlink(missing_ok=True)
+    shutil.rmtree(folder / FINAL, ignore_errors=True)
+    shutil.copytree(out_dir, folder / FINAL, copy_function=_link_or_copy)
+    write_json(folder / FINAL_RESULT, {"files": _all_files(folder / FINAL), "result": result})
+
+
+def restore_finished(folder: Path, out_dir: Path) -> None:
+    """Copy a finished run's final/ to out_dir (through a sibling folder renamed at the end)."""
+    out_dir = Path(out_dir)
+    work = out_dir.parent / f".{out_dir.name}.partial"
+    shutil.rmtree(work, ignore_errors=True)
+    shutil.copytree(Path(folder) / FINAL, work, copy_function=_link_or_copy)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    work.rename(out_dir)
+
+
+def _all_files(path: Path) -> dict[str, int]:
+    return {f.relative_to(path).as_posix(): f.stat().st_size for f in sorted(path.rglob("*")) if f.is_file()}
+
+
+def _link_or_copy(src, dst):
+    """A hard link (no second copy on disk; DVC replaces files rather than writing into them), else a copy."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+    return dst

@@ -1,8 +1,9 @@
 """The sft stage's run of one (task, student, set): what notebooks/08_sft.py calls, and a process entry point.
 
-`run` fine-tunes the student on the set (sot.sft.train, resumable checkpoints under data/.cache/sft/<run>),
-writes data/sft/<run>/ and metrics/sft/<run>.json + metrics/sft/loss/<run>.csv; an empty set is not trained
-(SKIPPED.json and the reason, for the results table). It lives in the library, not in the notebook, because
+`run` fine-tunes the student on the set (sot.sft.train, resumable checkpoints and the finished run under
+data/.cache/sft/<run>), writes data/sft/<task>-<student>/<set>/ and metrics/sft/<task>-<student>/<set>.json +
+metrics/sft/loss/<task>-<student>/<set>.csv; an empty set is not trained (SKIPPED.json and the reason, for the
+results table). The notebook calls it once per set of its (task, student) group. It lives in the library, not in the notebook, because
 with `sft.num_processes` > 1 the notebook's process does not train: it launches this module with torchrun on
 that many processes (one per GPU; TRL with DDP), each of which runs `run` with the notebook's parameters from
 params.yaml, and reads back what rank 0 wrote. By hand, the same:
@@ -20,7 +21,8 @@ import sys
 from sot.io import atomic_path, read_json, write_json
 from sot.sft import train
 from sot.sft.config import SFTConfig
-from sot.pipeline import DATA, METRICS, SKIPPED, cache_dir, load_set, model_and_style, run_name, set_path
+from sot.pipeline import (SKIPPED, cache_dir, load_set, loss_path, model_and_style, run_name, set_path, sft_dir,
+                          sft_metrics_path)
 
 LAUNCHED = "SOT_SFT_LAUNCHED"   # set in the processes `launch` starts, so they train instead of launching again
 RENAMED = {"batch_size": "per_device_batch_size"}  # params.yaml name -> SFTConfig field
@@ -56,28 +58,29 @@ def run(task: str, student: str, set_name: str, models: dict, seed: int, options
         print(f"WARNING: {reason}")
         report = {"task": task, "student": student, "set": set_name, "skipped": True, "reason": reason,
                   "n_records": 0}
-        write_json(DATA / "sft" / name / SKIPPED, report)
-        write_loss_csv([], METRICS / "sft" / "loss" / f"{name}.csv")
-        write_json(METRICS / "sft" / f"{name}.json", report)
+        write_json(sft_dir(task, student, set_name) / SKIPPED, report)
+        write_loss_csv([], loss_path(task, student, set_name))
+        write_json(sft_metrics_path(task, student, set_name), report)
         return report
     options = dict(options)
     processes = int(options.pop("num_processes", 1) or 1)
     if processes > 1 and not os.environ.get(LAUNCHED):   # not yet inside the distributed launch: start it
         launch(task, student, set_name, processes)
-        result = read_json(METRICS / "sft" / f"{name}.json")
+        result = read_json(sft_metrics_path(task, student, set_name))
     else:
         if processes > 1 and int(os.environ.get("WORLD_SIZE", "1")) != processes:
             raise RuntimeError(f"sft: launched for {processes} processes but WORLD_SIZE is "
                                f"{os.environ.get('WORLD_SIZE', 'unset')}; the launcher did not distribute the run")
-        # checkpoints outside the DVC out (DVC deletes data/sft/<run> before the stage runs); a rerun resumes
-        result = train(records, config(models, student, seed, options), DATA / "sft" / name,
+        # checkpoints outside the DVC out (DVC deletes data/sft/<group> before the stage runs); a rerun resumes,
+        # and a run that finished before under the same settings and data is reused (sot.sft.resume)
+        result = train(records, config(models, student, seed, options), sft_dir(task, student, set_name),
                        checkpoint_dir=cache_dir("sft", name))
         if int(os.environ.get("RANK", "0")) != 0:
             return {}
         history = result.pop("history")
-        write_loss_csv(history, METRICS / "sft" / "loss" / f"{name}.csv")
+        write_loss_csv(history, loss_path(task, student, set_name))
         result.update(task=task, student=student, set=set_name, n_records=len(records))
-        write_json(METRICS / "sft" / f"{name}.json", result)
+        write_json(sft_metrics_path(task, student, set_name), result)
     keys = ("backend", "steps", "tokens", "train_seconds", "tokens_per_s", "final_loss", "checkpoint", "world_size",
             "resume")
     return {k: result.get(k) for k in keys}
@@ -106,9 +109,9 @@ def main(argv=None) -> None:
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--notebook", default="notebooks/08_sft.py")
     a = ap.parse_args(argv)
-    values = resolve_parameters(a.notebook, load_params(a.params), {"task": a.task, "student": a.student, "set": a.set})
-    fixed = {k: values.pop(k) for k in ("task", "student", "set", "models", "seed")}
-    run(fixed["task"], fixed["student"], fixed["set"], fixed["models"], fixed["seed"], options=values)
+    values = resolve_parameters(a.notebook, load_params(a.params), {"task": a.task, "student": a.student})
+    fixed = {k: values.pop(k) for k in ("task", "student", "sets", "models", "seed")}
+    run(fixed["task"], fixed["student"], a.set, fixed["models"], fixed["seed"], options=values)
 
 
 def write_loss_csv(history: list[dict], path) -> None:
