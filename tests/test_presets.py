@@ -56,7 +56,7 @@ def test_values_are_written_in_hydra_grammar_one_argument_each():
     args = presets.dvc_args({"sft.lr": 1e-6, "tasks": ["gsm8k", "math"], "prepare.n_train": None,
                              "models": {"qwen2.5-1.5b": {"ref": "Qwen/Qwen2.5-1.5B", "style": "plain"}}})
     assert args == ["-S", "sft.lr=1e-06", "-S", 'tasks=["gsm8k", "math"]', "-S", "prepare.n_train=null",
-                    "-S", 'models={qwen2.5-1.5b: {ref: "Qwen/Qwen2.5-1.5B", style: "plain"}}']
+                    "-S", '++models={qwen2.5-1.5b: {ref: "Qwen/Qwen2.5-1.5B", style: "plain"}}']
     assert presets.hydra_value('say "hi" \\') == r'"say \"hi\" \\"'
     with pytest.raises(ValueError, match="interpolation"):
         presets.hydra_value("${x}")
@@ -123,12 +123,14 @@ def test_dvc_reads_back_exactly_the_value_it_was_given(tmp_path_factory, value):
     assert _typed(load_yaml(str(path))["x"]) == _typed(value)
 
 
-def test_dvc_applies_the_paper_preset_as_presets_apply_does(tmp_path):
-    """DVC's merge of every -S of the paper preset into params.yaml equals presets.apply (read as DVC reads)."""
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "presets").glob("*.yaml")))
+def test_dvc_applies_every_preset_as_presets_apply_does(tmp_path, name):
+    """DVC's merge of every -S of each preset into params.yaml equals presets.apply (read as DVC reads); a model
+    only the preset names (paper-smoke's tiny students) is added, not refused."""
     from dvc.utils.hydra import apply_overrides
     from dvc.utils.serialize import load_yaml
 
-    preset = presets.load(str(PAPER))
+    preset = presets.load(str(ROOT / "presets" / name))
     shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
     apply_overrides(str(tmp_path / "params.yaml"), presets.dvc_args(preset)[1::2])
     assert load_yaml(str(tmp_path / "params.yaml")) == presets.apply(preset, load_yaml(str(ROOT / "params.yaml")))
@@ -202,7 +204,8 @@ def expected_stages(dvc_yaml: dict, params: dict) -> set[str]:
     return names
 
 
-def test_make_paper_dry_plans_the_full_grid(tmp_path):
+@pytest.mark.parametrize("target", ["paper", "paper-smoke"])
+def test_make_paper_dry_plans_the_full_grid(tmp_path, target):
     """`make paper DRY=1`'s command in a fresh clone: DVC takes every -S and plans one sft and one evaluate stage per
     (task, student) of 4 x 3, each over the preset's 9 sets (params `sets`, which both stages declare).
 
@@ -211,13 +214,13 @@ def test_make_paper_dry_plans_the_full_grid(tmp_path):
     repo = clone_worktree(tmp_path / "repo")
     env = {**os.environ, "DVC_NO_ANALYTICS": "1",
            "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")}
-    done = subprocess.run(_make_line("paper", "DRY=1"), cwd=repo, env=env, capture_output=True, text=True,
+    done = subprocess.run(_make_line(target, "DRY=1"), cwd=repo, env=env, capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     planned = re.findall(r"^Running stage '([^']+)':$", done.stdout, re.M)
     assert len(planned) == len(set(planned))
 
-    preset = presets.load(str(repo / "presets" / "paper.yaml"))
+    preset = presets.load(str(repo / "presets" / f"{target}.yaml"))
     grid = list(itertools.product(preset["tasks"], preset["students"]))
     assert len(preset["tasks"]) == 4 and len(preset["students"]) == 3 and len(preset["sets"]) == 9
     for stage in ("sft", "evaluate"):
@@ -226,7 +229,7 @@ def test_make_paper_dry_plans_the_full_grid(tmp_path):
     merged = presets.apply(preset, load_params(repo / "params.yaml"))
     assert merged["sets"] == ["H", "G", "W", "P", "F0", "F25", "F50", "F75", "F100"]
     assert set(planned) == expected_stages(yaml.safe_load((repo / "dvc.yaml").read_text()), merged)
-    assert "sot.nb run 08_sft -p task mbpp -p student llama-3.1-8b" in done.stdout
+    assert f"sot.nb run 08_sft -p task mbpp -p student {preset['students'][-1]}" in done.stdout
     status = subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True).stdout
     assert status == "", f"the dry run changed the clone: {status}"
     print(json.dumps({"planned": len(planned)}))

@@ -114,10 +114,13 @@ def hydra_value(value, where: str = "preset") -> str:
 
 
 def dvc_args(preset: dict, where: str = "preset") -> list[str]:
-    """`-S key=value` for every preset line, each value one argument."""
+    """`-S key=value` for every preset line, each value one argument. A mapping goes as `++key=value`, Hydra's
+    add-or-override: a plain `key=value` may not add a key the mapping in params.yaml lacks (a model only the
+    preset names: "Key 'tiny-qwen2' is not in struct"); `++` merges key by key and adds the new ones."""
     args = []
     for key, value in preset.items():
-        args += ["-S", f"{key}={hydra_value(value, f'{where}: {key}')}"]
+        prefix = "++" if isinstance(value, dict) else ""
+        args += ["-S", f"{prefix}{key}={hydra_value(value, f'{where}: {key}')}"]
     return args
 
 
