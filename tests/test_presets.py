@@ -13,6 +13,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -233,3 +234,43 @@ def test_make_paper_dry_plans_the_full_grid(tmp_path, target):
     status = subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True).stdout
     assert status == "", f"the dry run changed the clone: {status}"
     print(json.dumps({"planned": len(planned)}))
+
+
+@pytest.mark.slow
+def test_paper_smoke_runs_the_paper_grid_to_the_figures(tmp_path):
+    """`make paper-smoke`'s command in a fresh clone (this interpreter's environment, the data beside the clone):
+    the paper grid's whole structure (4 tasks x 3 students x 9 sets, balanced classification, plain students, the
+    chat teacher, lm_rewrite) reaches the figures. Every (task, student, set) is evaluated on the test problems or
+    listed as not trained because its training set is empty: never dropped, never filled from another set.
+    About 20 minutes on 2 CPU cores (README, "make paper-smoke")."""
+    shared = ROOT.parent / "shared" / "data"
+    if not shared.is_dir():
+        pytest.skip(f"{shared}: the offline data is not beside the project")
+    repo = clone_worktree(tmp_path / "p")
+    (tmp_path / "shared").symlink_to(shared.parent)
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+           "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")}
+    env.pop("SOT_DATA_DIR", None)
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "sot.presets", "run", "presets/paper-smoke.yaml"], cwd=repo,
+                          env=env, capture_output=True, text=True, timeout=3600)
+    seconds = time.monotonic() - started
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    preset = presets.load(str(repo / "presets" / "paper-smoke.yaml"))
+    ran = re.findall(r"^Running stage '([^']+)':$", done.stdout, re.M)
+    expected = expected_stages(yaml.safe_load((repo / "dvc.yaml").read_text()),
+                               presets.apply(preset, load_params(repo / "params.yaml")))
+    assert set(ran) == expected and len(expected) == 75
+    results = (repo / "figures" / "results.md").read_text()
+    for task, student, set_name in itertools.product(preset["tasks"], preset["students"], ["base", *preset["sets"]]):
+        metrics = json.loads((repo / "metrics" / "evaluate" / f"{task}-{student}" / f"{set_name}.json").read_text())
+        size = (0 if set_name == "base" else
+                len((repo / "data" / "sets" / task / f"{set_name}.jsonl").read_text().splitlines()))
+        if set_name != "base" and size == 0:
+            assert metrics.get("skipped") and f"{task}-{student}-{set_name}: " in results
+        else:
+            assert metrics["n"] == preset["prepare.n_test"] and metrics["student"] == student
+    for figure in ("accuracy_by_set", "tolerance", "loss_curves", "distance_vs_accuracy"):
+        assert (repo / "figures" / f"{figure}.png").exists(), figure
+    assert (repo / "runs" / "index.html").exists()
+    print(json.dumps({"seconds": round(seconds), "stages": len(ran)}))
