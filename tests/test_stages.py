@@ -203,6 +203,24 @@ def test_sft_stage_skips_an_empty_set_and_says_why(tmp_path, monkeypatch, set_na
     assert (tmp_path / "data" / "sft" / "gsm8k-tiny" / set_name / sft.SKIPPED).exists()
 
 
+def test_an_empty_balanced_set_says_no_problem_had_both_and_how_many_were_cut(tmp_path, monkeypatch):
+    """paper-smoke's GSM8K: the teacher was right on 1 problem, but 21 of 24 samples hit the length limit, so no
+    problem had both a G and a W and balanced classification emptied every set; "answered nothing" would mislead."""
+    from sot.io import write_json
+    from sot.sft import stage as sft
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data" / "sets" / "gsm8k").mkdir(parents=True)
+    (tmp_path / "data" / "sets" / "gsm8k" / "G.jsonl").write_text("")
+    write_json(tmp_path / "metrics" / "classify" / "gsm8k.json",
+               {"balanced": True, "n_problems": 6, "n_problems_with_both": 0, "n_problems_with_G": 1,
+                "n_problems_with_W": 2, "n_correct_samples": 3, "n_samples": 24, "truncated": {"n_samples": 21}})
+    reason = sft.run("gsm8k", "tiny", "G", models={"tiny": {"ref": "unused", "style": "plain"}}, seed=0,
+                     options={})["reason"]
+    assert "0 of 6 (1 with a G, 2 with a W; 3 of 24 samples correct, 21 cut by generate.max_new_tokens" in reason
+    assert "answered no training problem" not in reason and "classify.balanced: false" in reason
+
+
 def test_sft_stage_with_two_processes_runs_under_torchrun(tmp_path, monkeypatch, tiny_model):
     """`sft.num_processes: 2`: the stage launches itself with torchrun (here 2 CPU processes, gloo),
     both ranks train on their share of each batch, rank 0 writes the model and the metrics."""

@@ -21,7 +21,7 @@ import sys
 from sot.io import atomic_path, read_json, write_json
 from sot.sft import train
 from sot.sft.config import SFTConfig
-from sot.pipeline import (SKIPPED, cache_dir, load_set, loss_path, model_and_style, run_name, set_path, sft_dir,
+from sot.pipeline import (METRICS, SKIPPED, cache_dir, load_set, loss_path, model_and_style, run_name, set_path, sft_dir,
                           sft_metrics_path)
 
 LAUNCHED = "SOT_SFT_LAUNCHED"   # set in the processes `launch` starts, so they train instead of launching again
@@ -36,7 +36,17 @@ def config(models: dict, student: str, seed: int, options: dict) -> SFTConfig:
 
 
 def why_empty(task: str, set_name: str) -> str:
-    """What usually empties a set, and what to do about it."""
+    """What emptied a set, from the classify metrics where they say it, and what to do about it."""
+    classify = METRICS / "classify" / f"{task}.json"
+    c = read_json(classify) if classify.exists() else {}
+    if c.get("balanced") and c.get("n_problems_with_both") == 0:     # every set is empty, for one reason
+        cut = c.get("truncated") or {}
+        return (f"classify.balanced keeps only problems with both a G and a W sample, and {task} has "
+                f"{c.get('n_problems_with_both')} of {c.get('n_problems')} ({c.get('n_problems_with_G')} with a G, "
+                f"{c.get('n_problems_with_W')} with a W; {c.get('n_correct_samples')} of {c.get('n_samples')} samples "
+                f"correct, {cut.get('n_samples', 0)} cut by generate.max_new_tokens and dropped: {classify}). Raise "
+                "generate.k, generate.max_new_tokens or prepare.n_train, use a stronger teacher, or set "
+                "classify.balanced: false.")
     if set_name == "G":
         return (f"The teacher answered no training problem correctly (metrics/classify/{task}.json); raise "
                 "generate.k or use a stronger teacher, or drop G from sets.")
