@@ -153,7 +153,8 @@ else:
 
 # %%
 teacher_student = report.teacher_student_table(tasks, students)
-table = report.write_table(acc, trend, skipped, FIGURES, teacher_student=teacher_student)
+table = report.write_table(acc, trend, skipped, FIGURES, teacher_student=teacher_student,
+                           shortfalls=report.mixture_shortfalls(tasks, sets))
 Markdown(table)
 
 # %% [markdown]

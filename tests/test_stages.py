@@ -250,3 +250,19 @@ def test_sft_stage_with_two_processes_runs_under_torchrun(tmp_path, monkeypatch,
     assert (tmp_path / "data" / "sft" / "gsm8k-tiny" / "H" / "adapter_config.json").exists()
     loss = (tmp_path / "metrics" / "sft" / "loss" / "gsm8k-tiny" / "H.csv").read_text().splitlines()
     assert loss[0].startswith("step,") and len(loss) == 1 + 3
+
+
+def test_an_f_set_short_of_flawed_traces_is_named_under_the_table(in_run_dir):
+    """paper-smoke's MBPP F100: lm_rewrite failed on 2 of 3 G traces, so F100 held 1 flawed trace of 3."""
+    from sot import report
+    from sot.io import read_json, write_json
+
+    path = in_run_dir / "metrics" / "mix" / "gsm8k-F100.json"
+    write_json(path, {**read_json(path), "size": 3, "n_flawed": 1, "target_flawed": 3, "shortfall": 2})
+    assert report.mixture_shortfalls(["gsm8k"], SETS) == [
+        "gsm8k F100: 1 of 3 traces flawed (the fraction asks for 3; 2 base traces have no flawed version: "
+        "metrics/corrupt/gsm8k.json)"]
+    acc, trend = report.accuracy_tables(["gsm8k"], ["smollm2-135m"], SETS, n_perm=100)
+    table = report.write_table(acc, trend, [], shortfalls=report.mixture_shortfalls(["gsm8k"], SETS))
+    assert "F sets with fewer flawed traces than their name says:\n- gsm8k F100: 1 of 3" in table
+    assert report.mixture_shortfalls(["gsm8k"], ["F50"]) == []

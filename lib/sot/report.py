@@ -157,6 +157,22 @@ def steps_table(tasks) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def mixture_shortfalls(tasks, sets) -> list[str]:
+    """The F<pct> sets in `sets` holding fewer flawed traces than their name asks for (metrics/mix: the corrupt stage
+    found no flawed version of some base traces, e.g. every lm_rewrite try failed, and those stay clean), one line
+    each, so a reader of the table does not take F100 for 100 % flawed when it is not."""
+    out = []
+    for task in tasks:
+        for s in sets:
+            path = METRICS / "mix" / f"{task}-{s}.json"
+            m = read_json(path) if s.startswith("F") and path.exists() else {}
+            if m.get("shortfall"):
+                out.append(f"{task} {s}: {m['n_flawed']} of {m['size']} traces flawed (the fraction asks for "
+                           f"{m['target_flawed']}; {m['shortfall']} base traces have no flawed version: "
+                           f"metrics/corrupt/{task}.json)")
+    return out
+
+
 def mixture_base(tasks) -> str:
     """The set the F<pct> mixtures were made from (recorded by the mix stage; F0 equals it)."""
     bases = {read_json(p)["base"] for t in tasks for p in (METRICS / "mix").glob(f"{t}-F*.json")}
@@ -175,12 +191,16 @@ def load_rows(task: str, student: str, set_name: str) -> list[dict]:
 
 
 def write_table(acc: pd.DataFrame, trend: pd.DataFrame, skipped: list[str], folder: Path = FIGURES,
-                teacher_student: pd.DataFrame | None = None) -> str:
-    """figures/results.md (the markdown table, the trend table, the skipped runs and, when given, the
-    teacher-vs-student table of `teacher_student_table`), accuracy.csv and trend.csv; returns the markdown."""
+                teacher_student: pd.DataFrame | None = None, shortfalls: list[str] = ()) -> str:
+    """figures/results.md (the markdown table, the trend table, the skipped runs, the F sets short of flawed
+    traces (`mixture_shortfalls`) and, when given, the teacher-vs-student table of `teacher_student_table`),
+    accuracy.csv and trend.csv; returns the markdown."""
     table = tables.results_table(acc, trend)
     if skipped:
         table += "\n\nNot trained or evaluated (empty training set):\n" + "\n".join(f"- {s}" for s in skipped)
+    if shortfalls:
+        table += ("\n\nF sets with fewer flawed traces than their name says:\n"
+                  + "\n".join(f"- {s}" for s in shortfalls))
     if teacher_student is not None and not teacher_student.empty:
         table += "\n\n" + teacher_student_markdown(teacher_student)
     folder.mkdir(parents=True, exist_ok=True)
