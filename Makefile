@@ -63,7 +63,7 @@ paper: setup  ## the paper's grid (presets/paper.yaml) as a DVC experiment; need
 	$(PY) -m sot.presets run presets/paper.yaml $(if $(DRY),--dry)
 
 .PHONY: preset paper-smoke study teacher-large
-paper-smoke: setup  ## the paper grid's whole structure on offline models, on the CPU (a DVC experiment; not yet run end to end: see README)
+paper-smoke: setup  ## the paper grid's whole structure on offline models, on the CPU (a DVC experiment; 19 min on 2 cores: README)
 	$(PY) -m sot.presets run presets/paper-smoke.yaml $(if $(DRY),--dry)
 
 study: setup  ## the CPU miniature study of the paper's claims (presets/cpu-study.yaml; README, "What the CPU study found")

@@ -337,6 +337,7 @@ def test_a_rerun_writes_a_byte_identical_folder(tiny_model, tmp_path):
     names = sorted(p.name for p in first.iterdir())
     assert names == sorted(p.name for p in out.iterdir()) and "train_summary.json" in names
     assert [n for n in names if (first / n).read_bytes() != (out / n).read_bytes()] == []
+    assert "training_args.bin" not in names     # a pickle of the Trainer's output path: not the model's bytes
 
 
 def test_adapter_config_is_written_in_one_order(tmp_path):

@@ -191,6 +191,10 @@ def train(records: list[dict], cfg: SFTConfig, out_dir, val_records: list[dict] 
         saved_dtype = cfg.save_dtype if cfg.save_dtype != "auto" else ("bfloat16" if bf16 else "float32")
         trainer.model.to(getattr(torch, saved_dtype))
     trainer.save_model(str(work / "model"))
+    # the Trainer's pickled TrainingArguments hold its output folder, data/.cache/sft/<run>/<fingerprint>, which
+    # changes with the sot.sft code: the same weights would hash differently and every evaluation rerun. Nothing
+    # reads it back; the settings are in train_summary.json.
+    (work / "model" / "training_args.bin").unlink(missing_ok=True)
 
     history = result.pop("history")
     summary = {
