@@ -22,7 +22,7 @@
 # validity of each set's steps, and the results table with every paired comparison. Accuracies and tests are
 # recomputed here from the per-problem rows, never copied from a stored summary (sot.report).
 #
-# - **In:** `data/evaluate/*.jsonl` (per-problem verdicts), `metrics/{evaluate,sft,distance,classify,paraphrase,mix}/`.
+# - **In:** `data/evaluate/<task>-<student>/<set>.jsonl` (per-problem verdicts), `metrics/{evaluate,sft,distance,classify,paraphrase,mix}/`.
 #   **Out:** `figures/{accuracy_by_set,tolerance,loss_curves,distance_vs_accuracy,step_validity}.{png,pdf}`,
 #   `figures/results.md` (the table), `figures/accuracy.csv` and `figures/trend.csv` (what `dvc plots` reads).
 # - **Matters:** `n_perm` and `seed` (the permutations of the trend test, the only resampling here), `formats`
@@ -117,7 +117,7 @@ else:
 # %%
 loss = report.loss_table(tasks, students, sets)
 if loss.empty:
-    print("no loss curves: no fine-tuning run logged a loss (metrics/sft/loss/*.csv)")
+    print("no loss curves: no fine-tuning run logged a loss (metrics/sft/loss/<task>-<student>/<set>.csv)")
 else:
     show(plots.plot_loss_curves(loss, FIGURES / "loss_curves"))
 
