@@ -353,3 +353,23 @@ def test_every_expensive_stage_can_be_restored_from_the_run_cache():
         uncached = {next(iter(o)) for o in body.get("outs", []) if isinstance(o, dict)
                     and next(iter(o.values())).get("cache") is False}
         assert uncached == GIT_TRACKED_OUTS.get(name, set()), f"dvc.yaml stage {name}: uncached outs {uncached}"
+
+
+def test_every_committed_metric_is_an_output_of_the_committed_lock():
+    """The committed dvc.lock holds the stages of dvc.yaml and nothing else, and the metrics in git are what it
+    says the stages wrote: a file left over from an older layout
+    (e.g. metrics/evaluate/<task>-<student>-<set>.json after sft and evaluate were grouped) is read by nothing and
+    misleads whoever opens it."""
+    import subprocess
+
+    from test_presets import expected_stages
+
+    lock = yaml.safe_load((ROOT / "dvc.lock").read_text())
+    # DVC keeps the entries of stages dvc.yaml no longer has (an older layout, a task the demo dropped): none here
+    assert set(lock["stages"]) == expected_stages(yaml.safe_load((ROOT / "dvc.yaml").read_text()), PARAMS)
+    outs = {o["path"] for stage in lock["stages"].values() for o in stage.get("outs", [])}
+    tracked = subprocess.run(["git", "ls-files", "metrics"], cwd=ROOT, capture_output=True, text=True,
+                             check=True).stdout.split()
+    stray = [f for f in tracked if not f.endswith(".gitignore")
+             and not any(f == o or f.startswith(o.rstrip("/") + "/") for o in outs)]
+    assert stray == [], f"in git under metrics/ but no output of dvc.lock: {stray}"
