@@ -274,3 +274,18 @@ def test_paper_smoke_runs_the_paper_grid_to_the_figures(tmp_path):
         assert (repo / "figures" / f"{figure}.png").exists(), figure
     assert (repo / "runs" / "index.html").exists()
     print(json.dumps({"seconds": round(seconds), "stages": len(ran)}))
+
+
+def test_an_extra_setting_replaces_the_presets_own_line_and_dvc_applies_it(tmp_path):
+    """`make paper-smoke ARGS="-S generate.max_new_tokens=384"`: with both lines DVC kept the preset's 192."""
+    from dvc.utils.hydra import apply_overrides
+    from dvc.utils.serialize import load_yaml
+
+    preset = {"generate.max_new_tokens": 192, "generate.k": 4}
+    command = presets.dvc_command(preset, extra=["-S", "generate.max_new_tokens=384"])
+    assert command.count("-S") == 2 and "generate.max_new_tokens=192" not in command
+    assert command[-2:] == ["-S", "generate.max_new_tokens=384"] and "generate.k=4" in command
+    (tmp_path / "params.yaml").write_text("generate:\n  max_new_tokens: 256\n  k: 2\n")
+    apply_overrides(str(tmp_path / "params.yaml"), [a for a in command[command.index("run") + 1:] if a != "-S"])
+    assert load_yaml(str(tmp_path / "params.yaml"))["generate"] == {"max_new_tokens": 384, "k": 4}
+    assert presets.overridden_keys(["--set-param", "++models={}", "--temp"]) == {"models"}

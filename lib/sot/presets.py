@@ -124,10 +124,23 @@ def dvc_args(preset: dict, where: str = "preset") -> list[str]:
     return args
 
 
+def overridden_keys(extra: list[str] | tuple) -> set[str]:
+    """The parameters that extra `dvc exp run` arguments set (`-S key=value`, `--set-param key=value`)."""
+    keys = set()
+    for flag, value in zip(extra, list(extra[1:]) + [""]):
+        if flag in ("-S", "--set-param") and "=" in value:
+            keys.add(value.split("=", 1)[0].lstrip("+~"))
+    return keys
+
+
 def dvc_command(preset: dict, dry: bool = False, extra: list[str] | tuple = (), where: str = "preset") -> list[str]:
-    """The `dvc exp run` argument list (dvc from this Python environment)."""
+    """The `dvc exp run` argument list (dvc from this Python environment). A parameter set in `extra` (e.g.
+    `make paper-smoke ARGS="-S generate.max_new_tokens=384"`) replaces the preset's own line for it: given both,
+    DVC kept the preset's value and dropped the user's without a word."""
     plan = ["--dry", "--force"] if dry else []
-    return [sys.executable, "-m", "dvc", "exp", "run", *plan, *extra, *dvc_args(preset, where)]
+    mine = overridden_keys(extra)
+    kept = {k: v for k, v in preset.items() if k not in mine}
+    return [sys.executable, "-m", "dvc", "exp", "run", *plan, *dvc_args(kept, where), *extra]
 
 
 def prepare(path: str, params_file: str = "params.yaml") -> tuple[dict, dict]:
