@@ -220,9 +220,7 @@ def train(records: list[dict], cfg: SFTConfig, out_dir, val_records: list[dict] 
         (work / "model").rename(out_dir)
         shutil.rmtree(work, ignore_errors=True)
         if checkpoint_dir is not None:      # the run is over: its checkpoints go, its output stays for reuse
-            from sot.sft import resume
-            resume.keep_finished(run_dir, out_dir, json.loads(json.dumps({**summary, "history": history},
-                                                                         default=str)))
+            resume.keep_finished(run_dir, out_dir, {**summary, "history": history})
     state.wait_for_everyone()
     return {**summary, "history": history}
 

@@ -203,7 +203,7 @@ def finished(folder: Path) -> dict | None:
         stored = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return None
-    return stored["result"] if stored.get("files") == _all_files(Path(folder) / FINAL) else None
+    return stored["result"] if stored.get("files") == _files(Path(folder) / FINAL) else None
 
 
 def keep_finished(folder: Path, out_dir: Path, result: dict) -> None:
@@ -217,7 +217,7 @@ def keep_finished(folder: Path, out_dir: Path, result: dict) -> None:
     (folder / FINAL_RESULT).unlink(missing_ok=True)
     shutil.rmtree(folder / FINAL, ignore_errors=True)
     shutil.copytree(out_dir, folder / FINAL, copy_function=_link_or_copy)
-    write_json(folder / FINAL_RESULT, {"files": _all_files(folder / FINAL), "result": result})
+    write_json(folder / FINAL_RESULT, {"files": _files(folder / FINAL), "result": result})
 
 
 def restore_finished(folder: Path, out_dir: Path) -> None:
@@ -229,10 +229,6 @@ def restore_finished(folder: Path, out_dir: Path) -> None:
     if out_dir.exists():
         shutil.rmtree(out_dir)
     work.rename(out_dir)
-
-
-def _all_files(path: Path) -> dict[str, int]:
-    return {f.relative_to(path).as_posix(): f.stat().st_size for f in sorted(path.rglob("*")) if f.is_file()}
 
 
 def _link_or_copy(src, dst):
