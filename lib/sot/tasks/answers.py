@@ -22,7 +22,7 @@ import re
 
 # Comparison lives in sot.tasks.equivalence; re-exported here, where callers have always found it.
 from sot.tasks.equivalence import (MAX_ANSWER_CHARS, NUMBER, after_equals, as_fraction, canonical,  # noqa: F401
-                                   equivalent, first_number, normalize, numbers_in, parse_gold)
+                                   equivalent, first_number, normalize, numbers_in, parse_gold, plain_separators)
 
 # Statement markers, matched around each literal anchor ("answer", "\\boxed"/"\\fbox", "####") so grading stays
 # fast: (text just before "answer" must match, text right after must match).
@@ -34,7 +34,17 @@ _LABELS = ((re.compile(r"\bfinal\s+$", re.IGNORECASE), re.compile(r"[ \t]*(?:\*\
            (re.compile(r"(?:^|\n)[ \t>#*_-]*$"), re.compile(r"[ \t]*(?:\*\*|__)?[ \t]*:")))
 # Only the last MAX_STATEMENTS statements are looked at (adversarial text cannot make grading slow).
 MAX_STATEMENTS = 100
-_HASHES = re.compile(r"####(?=[ \t]*(?:\*\*)?(?:\\?\$|[-\u2212]?\.?\d))")
+# What follows "####" (rule 1): a math expression is an answer, words are a Markdown header. Bold and other
+# text-formatting wrappers are looked through; math-mode text (\\text{...}) is part of an answer ("\\text{Evelyn}").
+_WRAPPERS = re.compile(r"(?:\*\*|__|[ \t{]|\\(?:textbf|textit|textsc|emph|underline|mathbf|bf|it|(?:sub)*section\*?)"
+                       r"(?![A-Za-z])\s*)*")
+_MATH_START = re.compile(r"\\?\$|\\[(\[{]|[-\u2212+]?\.?\d|[(\[|]|\\[A-Za-z]|[-\u2212](?=\s*[\\(\[{$])"
+                         r"|[-\u2212]?[A-Za-z](?![A-Za-z])(?!\s+[A-Za-z])")  # number, $, bracket, command, variable
+_NUMBERED_HEADER = re.compile(r"\d+[.):][ \t]+[A-Za-z]")  # "#### 2. Simplify" is a header, not "#### 2"
+# A title's colon: "Step 2: compute", "\\text{Case 1: } x > 0" (not "x : x > 0", ":=")
+_TITLE = re.compile(r":(?![=:])\s*[A-Za-z]{2,}|(?<![\\A-Za-z])[A-Za-z]{2,}[ \t]*\d*[ \t]*:(?![=:])")
+_WORD = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{2,}")  # a word, not a LaTeX command's name
+MAX_UNIT_WORDS = 3  # "#### 5 dollars per hour" is an answer with its unit; more words are prose
 # Words right before "(the) answer is" that make it a hypothesis, not an answer.
 _HYPOTHESIS = re.compile(
     r"\b(?:whether|if|unless|suppose|supposing|assume|assuming|assumed|maybe|perhaps|possibly|guess|guessed|"
@@ -48,10 +58,9 @@ _VERDICT = re.compile(r"(?:not|correct|incorrect|right|wrong|reasonable|consiste
                       r"yes|no|unique|positive|negative|in|a|an|the|that|this|also|always|never|clear|obvious|"
                       r"independent|shown|checked)\b", re.IGNORECASE)
 _HOPE = re.compile(r"\.?\s*I hope it is correct.*", re.IGNORECASE | re.DOTALL)
-_SENTENCE_END = re.compile(r"[.!?;](?=\s|$)|\s+\(|(?:,\s*|\s+)(?:because|since|as|which|where|so|given|from|"
+_SENTENCE_END = re.compile(r"(?<!\\)[.!?;](?=\s|$)|\s+\(|(?:,\s*|\s+)(?:because|since|as|which|where|so|given|from|"
                            r"due|but|by|when|after|using)\b", re.IGNORECASE)
-_HEADER_LINE = re.compile(r"^[ \t]*#{1,6}[ \t]+(?:\d+[.):][ \t]+)?[^\d\s$\\\u2212-].*$", re.MULTILINE)
-_NUMBERED_HEADER = re.compile(r"[ \t]*\d+[.):][ \t]+[A-Za-z]")  # "#### 2. Simplify" is a header, not "#### 2"
+_HEADER_LINE = re.compile(r"^[ \t]*#{1,6}[ \t]+(.*)$", re.MULTILINE)
 _MORE_MATH = re.compile(r"\s*(?:,|;|\bor\b|\band\b)\s*(?:\$|\\\(|\\\[)")
 _MATH_OPEN = (("$$", "$$"), ("\\[", "\\]"), ("\\(", "\\)"), ("$", "$"))
 # Between two boxes that form one answer: only separators and "x =" (\boxed{2} and \boxed{3}; x=\boxed{1}, y=...).
@@ -148,6 +157,8 @@ def _math_segment(span: str) -> tuple[str, int] | None:
     for open_, close in _MATH_OPEN:
         if span.startswith(open_):
             end = span.find(close, len(open_))
+            while close[0] == "$" and end > 0 and span[end - 1] == "\\":  # "$\\$32$": an escaped dollar
+                end = span.find(close, end + 1)
             return (span[len(open_):end], end + len(close)) if end > 0 else None
     return None
 
@@ -161,7 +172,7 @@ def _clean(span: str, kind: str) -> str:
     segment = _math_segment(span)
     if segment is not None and _MORE_MATH.match(span, segment[1]):
         segment = None  # "$2$ or $3$": the whole list is the answer (a hedge, or a list of values)
-        span = re.sub(r"\$|\\[()\[\]]", "", span)
+        span = re.sub(r"(?<!\\)\$|\\[()\[\]]", "", span)
     if segment is None:
         cut = _SENTENCE_END.search(span, 1)
         span = span[:cut.start()] if cut else span
@@ -185,6 +196,20 @@ def _span_after(text: str, pos: int) -> str:
         if rest.startswith(open_) and rest.find(close, 2) > 0:
             return rest[:rest.find(close, 2) + len(close)]
     return rest.split("\n", 1)[0]
+
+
+def is_math_line(line: str) -> bool:
+    """Rule 1 for "#### <line>": True when the line is a math expression (an answer), False for a header.
+
+    It must start, past bold and text-formatting wrappers, with math (a number, `$`, a bracket, a LaTeX command
+    such as `\\frac` or `\\text`, a one-letter variable), not be numbered like a section ("2. Add"), hold no
+    title colon ("Step 2: compute") and at most MAX_UNIT_WORDS words (a unit: "5 dollars per hour").
+    """
+    line = line[:300]  # enough to tell; keeps grading fast on adversarial text
+    start = _WRAPPERS.match(line).end()
+    if not _MATH_START.match(line, start) or _NUMBERED_HEADER.match(line, start) or _TITLE.search(line):
+        return False
+    return sum(1 for _ in zip(range(MAX_UNIT_WORDS + 1), _WORD.finditer(line, start))) <= MAX_UNIT_WORDS
 
 
 def _is_hypothesis(text: str, start: int) -> bool:
@@ -222,7 +247,9 @@ def _statements(text: str) -> list[tuple[int, str, int]]:
             if j >= len(text) or not text[j].isalpha():
                 found.append((i, "boxed", j))
     for i in _find_all(text, "####"):
-        if _HASHES.match(text, i) and (i == 0 or text[i - 1] != "#"):
+        end = text.find("\n", i + 4, i + 304)
+        line = text[i + 4:i + 304 if end == -1 else end]
+        if (i == 0 or text[i - 1] != "#") and is_math_line(line):
             found.append((i, "hashes", i + 4))
     found.sort()
     return found
@@ -239,14 +266,14 @@ def extract_answer(text: str, last_number_fallback: bool = False) -> str | None:
             span = _box_run(text, [s for s in statements[:k + 1] if s[1] == "boxed"])
         elif kind == "is" and _is_hypothesis(text, pos):
             continue
-        elif kind == "hashes" and _NUMBERED_HEADER.match(text, end):
-            continue
         else:
             span = _clean(_span_after(text, end), kind)
         if span:
             return span if len(span) <= MAX_ANSWER_CHARS else None
     if last_number_fallback:  # Markdown header lines ("#### Step 3: ...") are no answers
-        numbers = NUMBER.findall(_HEADER_LINE.sub("", text) if "#" in text else text)
+        if "#" in text:
+            text = _HEADER_LINE.sub(lambda m: m.group(0) if is_math_line(m.group(1)) else "", text)
+        numbers = NUMBER.findall(plain_separators(text))
         if numbers:
             return numbers[-1].rstrip(",")
     return None

@@ -38,17 +38,27 @@ _UNIT = re.compile(r"(-?\d[\d,]*(?:\.\d+)?)\s*(?:\\(?:text|mbox|mathrm)\{[^{}]*\
 _CHOICE_WRAPPERS = re.compile(r"\\(?:text|textbf|mathrm|mbox)\{|[{}$\s]")
 _CHOICE = re.compile(r"\(?([A-Z])\)?")
 _HEDGE = re.compile(r"\bor\b|\bbetween\b|,\s", re.IGNORECASE)
+# LaTeX thousands separators between digit groups: "32,\\!348" and "32{,}348" are "32,348"; "32\\,348" is "32348".
+_SEPARATOR = re.compile(r"(?<=\d)(?:\s*(,|\{,\})\s*\\!\s*|(\{,\})|\s*\\[,!:;]\s*)(?=\d{3}(?!\d))")
+
+
+def plain_separators(span: str) -> str:
+    """`span` with LaTeX thousands separators written plainly ("\\$32,\\!348" -> "\\$32,348")."""
+    if "\\" not in span and "{" not in span:
+        return span
+    return _SEPARATOR.sub(lambda m: "," if m.group(1) or m.group(2) else "", span)
 
 
 def first_number(span: str) -> str | None:
     """The first number in a plain-text span ("$1,000 dollars" -> "1,000"), or None."""
-    m = NUMBER.search(span.replace("\\$", "").replace("$", ""))
+    m = NUMBER.search(plain_separators(span).replace("\\$", "").replace("$", ""))
     return m.group(0).rstrip(",") if m else None
 
 
 def numbers_in(span: str) -> list[str]:
     """Every number in a plain-text span, thousands separators dropped ("1,000 or 2" -> ["1000", "2"])."""
-    return [n.rstrip(",").replace(",", "") for n in NUMBER.findall(span.replace("\\$", "").replace("$", ""))]
+    span = plain_separators(span).replace("\\$", "").replace("$", "")
+    return [n.rstrip(",").replace(",", "") for n in NUMBER.findall(span)]
 
 
 def after_equals(span: str, gold: str) -> str:
@@ -73,9 +83,10 @@ def _rhs(text: str) -> str:
 def normalize(answer: str) -> str:
     """Conservative normalisation: two answers equal after it are certainly equivalent (cached)."""
     s = answer
-    if "\\" in s or "$" in s:
-        for old, new in (("\\left", ""), ("\\right", ""), ("\\!", ""), ("\\,", ""), ("\\;", ""), ("\\ ", ""),
-                         ("\\dfrac", "\\frac"), ("\\tfrac", "\\frac"), ("\\$", ""), ("$", "")):
+    if "\\" in s or "$" in s or "{," in s:
+        for old, new in (("\\left", ""), ("\\right", ""), ("\\!", ""), ("\\,", ""), ("\\;", ""), ("\\:", ""),
+                         ("\\ ", ""), ("{,}", ","), ("\\dfrac", "\\frac"), ("\\tfrac", "\\frac"), ("\\$", ""),
+                         ("$", "")):
             s = s.replace(old, new)
     return "".join(s.split()).rstrip(".")
 
@@ -90,7 +101,7 @@ def _repeating(m: re.Match) -> str:
 
 def canonical(answer: str) -> str:
     """Rule 6's canonical form: degrees, percent, repeating decimals, "or"/"and" lists, trailing word units."""
-    s = answer.replace("°", "^\\circ").replace("\u2212", "-").strip()
+    s = plain_separators(answer).replace("°", "^\\circ").replace("\u2212", "-").replace("\\$", "").strip()
     s = _PERCENT.sub("", s)
     s = _OVERLINE.sub(_repeating, s)
     s = _OR_AND.sub(", ", s)
@@ -124,7 +135,8 @@ def _fraction(normalized: str) -> Fraction | None:
 
 def gsm8k_prediction(span: str) -> tuple[str, bool]:
     """Rule 7: (what to compare with the gold number, is_hedge) for a GSM8K span (after rule 5)."""
-    s = _PERCENT.sub("", span).replace("\u2212", "-") if ("%" in span or "\u2212" in span) else span
+    s = plain_separators(span)
+    s = _PERCENT.sub("", s).replace("\u2212", "-") if ("%" in s or "\u2212" in s) else s
     if _HEDGE.search(s) and len({Fraction(n) for n in numbers_in(s)}) > 1:
         return s, True
     if "\\" in s.replace("\\$", "") or "{" in s:
