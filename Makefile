@@ -53,9 +53,10 @@ test-gpu: setup  ## Unsloth and vLLM paths (needs a CUDA GPU and `make setup-gpu
 repro: setup
 	dvc repro
 
-# Kernels start in notebooks/; each notebook's setup cell moves to the project root. LAB_ARGS: e.g. --no-browser --port 8899
-lab: setup  ## JupyterLab on notebooks/ (each .ipynb paired with its .py by jupytext: saving writes both)
-	$(VENV)/bin/jupyter lab --ServerApp.root_dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
+# The file browser shows the project root (notebooks/, runs/, figures/, params.yaml); a notebook's kernel starts in
+# notebooks/ and its setup cell moves to the project root. LAB_ARGS: e.g. --no-browser --port 8899
+lab: setup  ## JupyterLab on the project (each notebooks/*.ipynb paired with its .py by jupytext: saving writes both)
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir=. $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 # The paper's models come from the hub (gated: `hf auth login`); `make paper HF_HUB_OFFLINE=1` uses a filled cache.
 # Every preset target takes DRY=1 (plan only) and ARGS="-S key=value ..." (more `dvc exp run` arguments).

@@ -92,6 +92,89 @@ def test_check_pair_names_outputs_and_drift_and_sync_repairs_both(tmp_path):
     assert "out of sync" in problem and "cells differ" in problem
 
 
+def test_metadata_jupyter_writes_on_open_or_save_keeps_the_pair_in_sync(tmp_path):
+    py = copy_pair("03_classify", tmp_path / "notebooks")
+    ipynb = pairing.paired_ipynb(py)
+    book = nbformat.read(ipynb, as_version=4)
+    assert book.metadata.language_info == pairing.LANGUAGE_INFO    # what a kernel of the tested Python reports
+    book.metadata.language_info = dict(pairing.LANGUAGE_INFO, version="3.12.9")   # saved under another Python
+    book.metadata.widgets = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
+    book.cells[1].metadata["jupyter"] = {"source_hidden": True}
+    book.cells[1].metadata["scrolled"] = True
+    nbformat.write(book, ipynb)
+    assert pairing.check_pair(py) == []
+
+    book.metadata.kernelspec = {"display_name": "other", "language": "python", "name": "other"}
+    nbformat.write(book, ipynb)
+    (problem,) = pairing.check_pair(py)
+    assert "notebook metadata ['kernelspec']" in problem and "cells are in sync" in problem
+    assert "outside" not in problem        # nothing to carry into the .py: do not blame an edit
+
+
+def test_make_lab_shows_the_project_root_and_a_save_through_jupyterlab_keeps_sync_green(tmp_path):
+    """`make lab`'s own command, headless, on a copy of the project: the file browser lists the project root, and
+    a notebook fetched and saved back unchanged through the contents API (what JupyterLab's save does), with the
+    language_info its kernel reports, leaves every pair in sync."""
+    import json
+    import os
+    import shlex
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    project = tmp_path / "project"
+    shutil.copytree(ROOT / "notebooks", project / "notebooks", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("params.yaml", "dvc.yaml"):
+        shutil.copy(ROOT / name, project / name)
+    for folder in ("runs", "figures"):
+        (project / folder).mkdir()
+    nb.sync(project / "params.yaml", project / "notebooks")     # the committed state: every pair in sync
+    before = {name: (project / "notebooks" / f"{name}.py").read_text() for name in ("02_generate", "09_evaluate")}
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    token = "sot-test"
+    dry = subprocess.run(["make", "-n", "-s", "lab", f"LAB_ARGS=--no-browser --ip=127.0.0.1 --port={port} "
+                          f"--IdentityProvider.token={token}"], cwd=ROOT, capture_output=True, text=True, check=True)
+    command = shlex.split([line for line in dry.stdout.splitlines() if " lab " in line][-1])
+    assert command[0].endswith("bin/jupyter") and "--ServerApp.root_dir=." in command
+    command[0] = str(Path(sys.executable).parent / "jupyter")
+    env = dict(os.environ, JUPYTER_CONFIG_DIR=str(tmp_path / "config"), JUPYTER_RUNTIME_DIR=str(tmp_path / "rt"))
+    server = subprocess.Popen(command, cwd=project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def api(method, path, body=None):
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/api{path}", method=method,
+                                         data=None if body is None else json.dumps(body).encode(),
+                                         headers={"Authorization": f"token {token}"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return json.load(response)
+
+    try:
+        for _ in range(240):
+            try:
+                api("GET", "/status")
+                break
+            except OSError:
+                assert server.poll() is None, "jupyter lab exited"
+                time.sleep(0.25)
+        listing = {item["name"] for item in api("GET", "/contents")["content"]}
+        assert {"notebooks", "runs", "figures", "params.yaml", "dvc.yaml"} <= listing
+        from ipykernel.ipkernel import IPythonKernel
+        for name in ("02_generate", "09_evaluate"):
+            model = api("GET", f"/contents/notebooks/{name}.ipynb?type=notebook&content=1")["content"]
+            model["metadata"]["language_info"] = dict(IPythonKernel.language_info)   # the running kernel's own
+            api("PUT", f"/contents/notebooks/{name}.ipynb", {"type": "notebook", "format": "json", "content": model})
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    for name in ("02_generate", "09_evaluate"):
+        assert pairing.check_pair(project / "notebooks" / f"{name}.py") == []
+        # jupytext wrote the .py again, byte for byte the same (DVC depends on it: no stage reruns)
+        assert (project / "notebooks" / f"{name}.py").read_text() == before[name]
+
+
 def test_sync_sets_the_parameters_cell_from_params_yaml_and_is_idempotent(tmp_path, capsys):
     py = copy_pair("08_sft", tmp_path / "notebooks")
     py.write_text(py.read_text().replace("\nlr = ", "\nlr = 123.0  # stale\nold_lr = "))

@@ -21,6 +21,18 @@ FORMATS = "ipynb,py:percent"
 TEXT_FORMAT = "py:percent"
 # What ipykernel's own kernelspec says: JupyterLab writes it into the notebook when a kernel starts.
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+# What ipykernel reports as language_info, for the tested environment's Python (environment.yml: 3.11; the
+# CPU machine's 3.11.7). JupyterLab writes the kernel's own language_info into the notebook when a kernel
+# starts; holding the same value already, a notebook opened there shows no unsaved change. Under another
+# Python, JupyterLab writes that version on save, which check_pair ignores (JUPYTER_UI_METADATA).
+LANGUAGE_INFO = {"codemirror_mode": {"name": "ipython", "version": 3}, "file_extension": ".py",
+                 "mimetype": "text/x-python", "name": "python", "nbconvert_exporter": "python",
+                 "pygments_lexer": "ipython3", "version": "3.11.7"}
+# Metadata that JupyterLab or Colab write on opening, running or saving a notebook, which says nothing about
+# its content: notebook level (the kernel's language, widget state, Colab's own) and cell level (UI state).
+JUPYTER_UI_METADATA = ("language_info", "widgets", "colab", "accelerator", "gpuClass")
+JUPYTER_UI_CELL_METADATA = ("collapsed", "scrolled", "jupyter", "execution", "trusted", "editable", "deletable",
+                            "colab", "id", "outputId")
 
 
 def read_notebook(path: str | os.PathLike):
@@ -38,7 +50,7 @@ def read_notebook(path: str | os.PathLike):
 
 def _metadata(nb) -> dict:
     return {"jupytext": {"formats": FORMATS}, "kernelspec": dict(KERNELSPEC),
-            "language_info": {"name": "python"}}
+            "language_info": copy.deepcopy(LANGUAGE_INFO)}
 
 
 def for_execution(nb):
@@ -136,10 +148,36 @@ def check_pair(py: str | os.PathLike) -> list[str]:
     if py_text(source) != py.read_text(encoding="utf-8"):
         problems.append(f"{py}: not in the form sync writes (header or cell markers); run `python -m sot.nb sync`")
     if not with_outputs and ipynb_text(source) != on_disk:
-        theirs = [(c.cell_type, c.source) for c in book.cells]
-        ours = [(c.cell_type, c.source) for c in source.cells]
-        what = "cells differ" if theirs != ours else "metadata or cell ids differ"
-        problems.append(f"{ipynb}: out of sync with {py.name} ({what}); if you edited the .ipynb outside "
-                        f"JupyterLab's jupytext pairing, carry the change into {py.name}, then run "
-                        "`python -m sot.nb sync`")
+        ours = nbformat.reads(ipynb_text(source), as_version=4)
+        if _cells(book) != _cells(ours):
+            problems.append(f"{ipynb}: out of sync with {py.name} (cells differ); if you edited the .ipynb outside "
+                            f"JupyterLab's jupytext pairing, carry the change into {py.name}, then run "
+                            "`python -m sot.nb sync`")
+        else:
+            what = _what_differs(book, ours)
+            if what:  # only what Jupyter writes on open or save differs: nothing to report
+                problems.append(f"{ipynb}: {what} differ from what `python -m sot.nb sync` writes (the cells are "
+                                f"in sync with {py.name}); run `python -m sot.nb sync`")
     return problems
+
+
+def _content_metadata(meta, ignore) -> dict:
+    return {k: v for k, v in dict(meta).items() if k not in ignore}
+
+
+def _cells(book) -> list[tuple]:
+    """Each cell's type, source and metadata, without the UI state Jupyter or Colab keep there."""
+    return [(c.cell_type, c.source, _content_metadata(c.get("metadata", {}), JUPYTER_UI_CELL_METADATA))
+            for c in book.cells]
+
+
+def _what_differs(theirs, ours) -> str:
+    """Which parts beyond the cells' content differ ('' when only Jupyter's UI metadata does)."""
+    keys = sorted(k for k in set(theirs.metadata) | set(ours.metadata) if k not in JUPYTER_UI_METADATA
+                  and theirs.metadata.get(k) != ours.metadata.get(k))
+    parts = [f"notebook metadata {keys}"] if keys else []
+    if [c.get("id") for c in theirs.cells] != [c.get("id") for c in ours.cells]:
+        parts.append("cell ids")
+    if (theirs.nbformat, theirs.nbformat_minor) != (ours.nbformat, ours.nbformat_minor):
+        parts.append("nbformat version")
+    return " and ".join(parts)
