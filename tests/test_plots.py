@@ -142,3 +142,43 @@ def test_merged_labels_name_coinciding_points_once():
     # the CPU study's MBPP panel: G and F0 are the same set (F0 = G), W sits just above them
     points = [(0.613, 7.5, "G"), (0.621, 8.0, "W"), (0.613, 7.5, "F0"), (1.503, 8.0, "H")]
     assert plots.merged_labels(points) == {"F0": "G = F0", "W": "W", "H": "H"}
+
+
+def test_figures_are_readable_by_everyone_like_any_new_file(tmp_path):
+    """The atomic write's temp file is created 0600; the figure gets the mode open() would give (0644 here)."""
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        paths = plots.plot_accuracy_by_set(load("accuracy"), tmp_path / "acc")
+    finally:
+        os.umask(old)
+    assert [oct(stat.S_IMODE(Path(p).stat().st_mode)) for p in paths] == [oct(0o644)] * 2
+
+
+def test_tolerance_trend_note_stays_clear_of_the_axes(tmp_path, monkeypatch):
+    """The trend test's line sits under the panel title, not over the curves or the y tick labels; the lower
+    panels' axis says what it shows in words (not the raw `F<pct> − F0`)."""
+    drawn = {}
+    real_save = plots._save
+
+    def keep(fig, *a, **k):
+        drawn["fig"] = fig
+        return real_save(fig, *a, **k)
+
+    monkeypatch.setattr(plots, "_save", keep)
+    plots.plot_tolerance(load("accuracy"), tmp_path / "tol", trend=load("trend"))
+    fig = drawn["fig"]
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    top = fig.axes[0]
+    assert "trend" in top.get_title() and not any("trend" in t.get_text() for t in top.texts)
+    title = top.title.get_window_extent(renderer)
+    low, high = top.get_ylim()
+    for label in top.get_yticklabels():   # the drawn ones (matplotlib also lists ticks beyond the limits)
+        if label.get_text() and low <= label.get_position()[1] <= high:
+            assert not title.overlaps(label.get_window_extent(renderer)), label.get_text()
+    assert title.y0 >= top.get_window_extent(renderer).y1 - 1      # above the plotting area
+    lower = [ax.get_ylabel() for ax in fig.axes if "F0" in ax.get_ylabel()]
+    assert lower and all("<pct>" not in label and "percentage points" in label for label in lower)

@@ -192,12 +192,10 @@ def plot_tolerance(accuracy, out_stem, trend=None, f0_set: str = "G", level: flo
                     axes[1][c].errorbar(fl.pct.to_numpy(float) + dodge, d,
                                         yerr=_err(fl, "delta_vs_F0", "delta_F0_lo", "delta_F0_hi"),
                                         marker="o", capsize=3, color=color, ls="")
-            top = _accuracy_top(df[df.task == task].strict_hi)
-            ax.set_ylim(-2, top * (1 + 0.1 * len(notes)))
-            if notes:   # short lines inside the axes (top right: the curves start high on the left)
-                ax.text(0.98, 0.98, "\n".join(notes), transform=ax.transAxes, ha="right", va="top",
-                        fontsize="x-small")
-            ax.set_title(f"{task} ({_n_text(df[df.task == task].n)} test problems)", fontsize="medium")
+            ax.set_ylim(-2, _accuracy_top(df[df.task == task].strict_hi))
+            # the trend test under the panel's title (inside the axes it ran over the curves and the y ticks)
+            ax.set_title("\n".join([f"{task} ({_n_text(df[df.task == task].n)} test problems)", *notes]),
+                         fontsize="medium")
             ax.set_ylabel("strict accuracy (%)")
             for a in axes[:, c]:
                 a.set_xticks([0, 25, 50, 75, 100])
@@ -205,7 +203,7 @@ def plot_tolerance(accuracy, out_stem, trend=None, f0_set: str = "G", level: flo
             axes[-1][c].set_xlabel("flawed traces in the training set (%)")
             if has_delta:
                 axes[1][c].axhline(0, color="black", lw=0.8)
-                axes[1][c].set_ylabel("F<pct> − F0 (points)")
+                axes[1][c].set_ylabel("difference from F0\n(percentage points)")
         handles = {}
         for ax in axes[0]:
             for h, label in zip(*ax.get_legend_handles_labels()):

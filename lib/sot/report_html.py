@@ -24,7 +24,15 @@ def to_html(nb, title: str) -> str:
     exporter = HTMLExporter(template_name=TEMPLATE, embed_images=True)
     exporter.register_preprocessor(CoalesceStreamsPreprocessor(), enabled=True)  # one block per cell and stream
     body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": title}})
-    return body
+    return body.replace("</head>", f"<style>{REPORT_STYLE}</style>\n</head>", 1)
+
+
+# Wide tables (the results table, DataFrames with many columns) scroll inside the page instead of running past
+# its right edge; long output lines wrap.
+REPORT_STYLE = """
+.jp-RenderedHTMLCommon table, .jp-RenderedMarkdown table { display: block; max-width: 100%; overflow-x: auto; }
+.jp-OutputArea-output pre { white-space: pre-wrap; overflow-wrap: anywhere; }
+"""
 
 
 def notebook_title(source: str | os.PathLike) -> str | None:
