@@ -27,7 +27,8 @@ def test_ref_and_style_come_from_the_models_entry():
 
 
 @pytest.mark.parametrize("entry, match", [
-    ("org/base-a", r"models\.m is 'org/base-a'; write it as `m: \{ref: org/base-a, style: chat\|plain\}`"),
+    ("org/base-a", r"models\.m is 'org/base-a'; write it as `m: \{ref: org/base-a, "
+                   r"style: plain\|chat\|authors\|authors-4shot\}`"),
     ({"ref": "org/x"}, r"models\.m\.style must be one of plain, chat.*got None"),
     ({"ref": "org/x", "style": "Chat"}, r"models\.m\.style .*got 'Chat'"),
     ({"ref": "", "style": "plain"}, r"models\.m\.ref must be"),
@@ -36,6 +37,11 @@ def test_ref_and_style_come_from_the_models_entry():
 def test_malformed_entries_are_errors_that_say_what_to_write(entry, match):
     with pytest.raises(ValueError, match=match):
         styles.style_of({"m": entry}, "m", "p.yaml")
+
+
+def test_the_authors_styles_are_valid_for_a_base_model():
+    for style in ("authors", "authors-4shot"):
+        assert styles.style_of({"m": {"ref": "org/x", "style": style}}, "m") == style
 
 
 def test_unknown_model_key_names_the_known_ones():

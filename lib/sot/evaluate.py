@@ -33,16 +33,20 @@ from sot.metrics import accuracy_summary, bootstrap_ci, holm, paired_comparison,
 
 ROW_FIELDS = ("id", "completion", "extracted", "correct", "authors_extracted", "authors_correct", "n_tokens",
               "finish_reason")
-STYLES = ("chat", "plain")
+STYLES = ("chat", "plain", "authors", "authors-4shot")
 F_SET = re.compile(r"^F(\d+)$")
 
 
 def build_prompts(task, problems: Sequence, style: str) -> tuple[list, tuple[str, ...]]:
-    """(prompts, stop strings) for a style: chat -> message lists and no stop; plain -> strings + task.stop."""
+    """(prompts, stop strings) for a style: chat -> message lists and no stop; plain -> strings + task.stop;
+    authors styles -> the authors' prompts and stop strings of the task (sot.authors_style)."""
     if style == "chat":
         return [task.messages(p) for p in problems], ()
     if style == "plain":
         return [task.prompt(p, "plain") for p in problems], tuple(task.stop)
+    if style in STYLES:
+        from sot.prompts import stop_strings
+        return [task.prompt(p, style) for p in problems], stop_strings(style, task.name)
     raise ValueError(f"unknown prompt style {style!r}; use one of {STYLES}")
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sot.io import read_jsonl
+from sot.prompts import STYLES, stop_strings
 from sot.styles import model_ref, style_of
 from sot.tasks import Problem, get_task
 
@@ -104,14 +105,15 @@ def prompts_for(task_name: str, problems: list[Problem], style: str) -> list:
     task = get_task(task_name)
     if style == "chat":
         return [task.messages(p) for p in problems]
-    if style == "plain":
-        return [task.prompt(p, "plain") for p in problems]
-    raise ValueError(f"prompt style must be 'chat' or 'plain', got {style!r} (params.yaml models.<key>.style)")
+    if style in STYLES:   # plain, and the authors' prompts (sot.authors_style)
+        return [task.prompt(p, style) for p in problems]
+    raise ValueError(f"prompt style must be one of {', '.join(STYLES)}, got {style!r} (params.yaml models.<key>.style)")
 
 
 def stop_for(task_name: str, style: str) -> tuple[str, ...]:
-    """Stop strings of a style: the plain format's next-problem markers; none in chat (the end-of-turn ends it)."""
-    return tuple(get_task(task_name).stop) if style == "plain" else ()
+    """Stop strings of a style: the plain format's next-problem markers; none in chat (the end-of-turn ends it);
+    the authors' list of the task for the authors styles (sot.prompts.stop_strings)."""
+    return tuple(get_task(task_name).stop) if style == "plain" else stop_strings(style, task_name)
 
 
 def backend_options(backend: str, batch_size: int | None = None, base_url: str | None = None,

@@ -30,10 +30,16 @@ styles ask the same thing); the prompt ends with a newline after "Solution:" so 
 the start of a line, as the human traces (H) do, and training (prompt and completion tokenised
 separately, sot.tokens) sees the same boundary as generation; the stop strings start with a newline so
 that "Problem:" inside a line of reasoning does not cut it.
+
+Styles `authors` and `authors-4shot` (sot.authors_style; the paper preset's students) are their evaluation
+prompts as published, per task, with their stop strings, and each trace adapted to the completion format those
+prompts ask for (`adapt_completion`); they need the task (`render(..., task=)`, `stop_strings(style, task)`).
+`plain` stays this project's format: the demo's and the CPU study's.
 """
 from __future__ import annotations
 
-STYLES = ("plain", "chat")
+# "authors", "authors-4shot": the paper authors' evaluation prompts per task (sot.authors_style); they need the task.
+STYLES = ("plain", "chat", "authors", "authors-4shot")
 
 PLAIN_TEMPLATE = "Problem:\n{question}\n\nSolution:\n"
 # A completion is cut before the earliest of these (the plain format's next problem, or a pretraining-style one).
@@ -60,12 +66,34 @@ def render_plain(question: str) -> str:
     return PLAIN_TEMPLATE.format(question=question)
 
 
-def stop_strings(style: str) -> tuple[str, ...]:
-    """Stop strings for a prompt style: PLAIN_STOP for "plain"; none for "chat" (the end-of-turn token ends it)."""
+def stop_strings(style: str, task: str | None = None) -> tuple[str, ...]:
+    """Stop strings for a prompt style: PLAIN_STOP for "plain"; none for "chat" (the end-of-turn token ends it);
+    the authors' list of `task` for the authors styles."""
     if style == "plain":
         return PLAIN_STOP
     if style == "chat":
         return ()
+    if style in STYLES:
+        from sot import authors_style
+        return authors_style.stop_strings(task)
+    raise ValueError(f"unknown prompt style {style!r}; valid: {', '.join(STYLES)}")
+
+
+def token_style(style: str) -> str:
+    """The tokenisation rules a style uses (sot.tokens): "chat" for chat, "plain" (EOS ends a completion) else."""
+    if style not in STYLES:
+        raise ValueError(f"unknown prompt style {style!r}; valid: {', '.join(STYLES)}")
+    return "chat" if style == "chat" else "plain"
+
+
+def adapt_completion(completion: str, style: str, task: str | None = None, finished: bool = True) -> str:
+    """A trace in the format the style's prompt asks for: unchanged for plain and chat; the authors' format of
+    `task` for the authors styles (sot.authors_style.adapt_completion; `finished` False: cut by the length limit)."""
+    if style in ("plain", "chat"):
+        return completion
+    if style in STYLES:
+        from sot import authors_style
+        return authors_style.adapt_completion(task, completion, finished)
     raise ValueError(f"unknown prompt style {style!r}; valid: {', '.join(STYLES)}")
 
 
@@ -83,10 +111,14 @@ def render_messages(messages: list, tokenizer) -> str:
     return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
 
-def render(question: str, style: str, tokenizer=None) -> str:
-    """Prompt text for `question`: "plain" -> PLAIN_TEMPLATE, "chat" -> the tokenizer's chat template."""
+def render(question: str, style: str, tokenizer=None, task: str | None = None) -> str:
+    """Prompt text for `question`: "plain" -> PLAIN_TEMPLATE, "chat" -> the tokenizer's chat template,
+    "authors"/"authors-4shot" -> the authors' prompt of `task` (sot.authors_style.prompt)."""
     if style == "plain":
         return render_plain(question)
     if style == "chat":
         return render_messages([{"role": "user", "content": question}], tokenizer)
+    if style in STYLES:
+        from sot import authors_style
+        return authors_style.prompt(task, question, style)
     raise ValueError(f"unknown prompt style {style!r}; valid: {', '.join(STYLES)}")

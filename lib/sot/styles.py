@@ -1,7 +1,12 @@
-"""Prompt format per model: which style (`chat` or `plain`) each model is prompted in, checked before any work.
+"""Prompt format per model: which style each model is prompted in, checked before any work.
+
+Styles (sot.prompts.STYLES): `chat` (the model's chat template, for instruct models), `plain` (our
+`Problem: ... Solution:` format for base models, the demo's and the CPU study's), `authors` and `authors-4shot`
+(the paper authors' per-task evaluation prompts, stop strings and completion format, sot.authors_style: the
+paper preset's base students).
 
 The style belongs to the model, not to a role: an instruct model (the teacher, gemma-2-27b-it) is prompted
-through its chat template, a base model (the students) in the authors' `...\\nSolution:` format. params.yaml
+through its chat template, a base model (the students) in a `...Solution:` format. params.yaml
 declares both with every model:
 
     models:
@@ -34,8 +39,8 @@ def model_entry(models: dict, key: str, where: str = "params.yaml") -> dict:
     entry = models[key]
     if not isinstance(entry, dict):
         raise ValueError(f"{where}: models.{key} is {entry!r}; write it as "
-                         f"`{key}: {{ref: {entry if isinstance(entry, str) else '...'}, style: chat|plain}}` "
-                         "(chat: the model's chat template, for instruct models; plain: base models)")
+                         f"`{key}: {{ref: {entry if isinstance(entry, str) else '...'}, style: {'|'.join(STYLES)}}}` "
+                         "(chat: the model's chat template, for instruct models; plain or authors: base models)")
     unknown = sorted(set(entry) - set(ENTRY_FIELDS))
     if unknown:
         raise ValueError(f"{where}: models.{key} has unknown field(s) {unknown}; the fields are "
@@ -47,7 +52,8 @@ def model_entry(models: dict, key: str, where: str = "params.yaml") -> dict:
     style = entry.get("style")
     if style not in STYLES:
         raise ValueError(f"{where}: models.{key}.style must be one of {', '.join(STYLES)} "
-                         f"(chat: instruct models, through their chat template; plain: base models), got {style!r}")
+                         "(chat: instruct models, through their chat template; plain: base models in our format; "
+                         f"authors, authors-4shot: base models in the paper authors' prompts), got {style!r}")
     return entry
 
 
@@ -57,7 +63,7 @@ def model_ref(models: dict, key: str, where: str = "params.yaml") -> str:
 
 
 def style_of(models: dict, key: str, where: str = "params.yaml") -> str:
-    """The prompt style (`chat` or `plain`) of model `key`."""
+    """The prompt style (one of sot.prompts.STYLES) of model `key`."""
     return model_entry(models, key, where)["style"]
 
 

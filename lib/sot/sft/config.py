@@ -22,7 +22,7 @@ METHODS = ("lora", "full")
 BUDGETS = ("epochs", "steps", "tokens")
 CHECKPOINTS = ("final", "best_val")
 BACKENDS = ("auto", "trl", "unsloth")
-STYLES = ("plain", "chat")
+STYLES = ("plain", "chat", "authors", "authors-4shot")   # sot.prompts.STYLES
 DTYPES = ("auto", "float32", "bfloat16")
 LLAMA_LIKE_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -41,7 +41,7 @@ class SFTConfig:
     """All settings of one fine-tuning run (see the module docstring for the budget rule)."""
 
     model: str                                  # reference for sot.models.resolve (hub id, folder, offline default)
-    style: str = "plain"                        # prompt style: "plain" | "chat" (sot.prompts.render)
+    style: str = "plain"                        # prompt style: "plain" | "chat" | "authors" | "authors-4shot" (sot.prompts.render)
     method: str = "lora"                        # "lora" | "full"
     lora_r: int = 16
     lora_alpha: int = 32

@@ -18,6 +18,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 
+from sot.prompts import adapt_completion, token_style
 from sot.tokens import Encoder
 
 IGNORE = -100
@@ -44,7 +45,7 @@ def build_example(tokenizer, prompt_text: str, completion: str, max_length: int,
                   finished: bool = True) -> dict:
     """{input_ids, attention_mask, labels} for prompt_text + completion + end token (the end token only when
     `finished`); loss on the completion and its end token only. `style` picks the end token (sot.tokens)."""
-    prompt_ids, completion_ids = Encoder(tokenizer, style).example(prompt_text, completion, finished)
+    prompt_ids, completion_ids = Encoder(tokenizer, token_style(style)).example(prompt_text, completion, finished)
     return _assemble(prompt_ids, completion_ids, max_length)
 
 
@@ -85,24 +86,36 @@ def check_records(records: list[dict], where: str = "records") -> None:
         _check_record(record, i, where)
 
 
-def default_render(question: str, style: str, tokenizer=None) -> str:
+def default_render(question: str, style: str, tokenizer=None, task: str | None = None) -> str:
     from sot.prompts import render
-    return render(question, style, tokenizer)
+    return render(question, style, tokenizer, task=task)
+
+
+def _texts(record: dict, style: str, tokenizer, render, index: int, where: str, finished: bool) -> tuple[str, str]:
+    """(prompt text, completion) of a record in `style`: the prompt rendered (the authors styles need the record's
+    `task`), the completion in the format that style's prompt asks for (sot.prompts.adapt_completion; one cut by
+    the length limit keeps its end as cut: no final-answer line is added to a trace that did not end)."""
+    try:
+        prompt = (render(record["prompt"], style, tokenizer) if render is not None
+                  else default_render(record["prompt"], style, tokenizer, task=record.get("task")))
+        return prompt, adapt_completion(record["completion"], style, record.get("task"), finished)
+    except ValueError as e:
+        raise ValueError(f"{where}: record {index} (id={record.get('id')!r}, task={record.get('task')!r}): {e}") from e
 
 
 def build_dataset(records: list[dict], tokenizer, style: str, max_length: int,
                   render: Callable[[str, str, object], str] | None = None, where: str = "records") -> TokenizedSet:
     """Render every record's prompt (sot.prompts.render) and build its example; validates records first.
+    The completion is put in the style's format first (sot.prompts.adapt_completion: as is for plain and chat).
 
     A record for which `is_truncated` holds gets no end token (counted in n_unterminated)."""
     check_records(records, where)
-    render = render or default_render
-    encoder = Encoder(tokenizer, style)
+    encoder = Encoder(tokenizer, token_style(style))
     out = TokenizedSet(examples=[])
     for i, record in enumerate(records):
         finished = not is_truncated(record)
-        prompt_ids, completion_ids = encoder.example(render(record["prompt"], style, tokenizer),
-                                                     record["completion"], finished)
+        prompt_ids, completion_ids = encoder.example(*_texts(record, style, tokenizer, render, i, where, finished),
+                                                     finished)
         if len(prompt_ids) >= max_length or not completion_ids:   # no completion token left to learn or score
             out.n_dropped += 1
             continue

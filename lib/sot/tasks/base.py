@@ -128,8 +128,9 @@ class Task:
         return [{"role": "user", "content": problem.question}]
 
     def prompt(self, problem: Problem, style: str, tokenizer=None) -> str:
-        """The rendered prompt text (sot.prompts.render); plain style pairs with `self.stop`."""
-        return prompts.render(problem.question, style, tokenizer)
+        """The rendered prompt text (sot.prompts.render); plain style pairs with `self.stop`, the authors styles
+        with prompts.stop_strings(style, task.name)."""
+        return prompts.render(problem.question, style, tokenizer, task=self.name)
 
     def grade_many(self, problems: Sequence[Problem], completions: Sequence[str],
                    workers: int | None = None) -> list[Grade]:
