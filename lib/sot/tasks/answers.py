@@ -3,17 +3,20 @@
 1. Answer statements: `\\boxed{...}` (boxes joined only by commas, "and", "or" or `x =` form ONE answer:
    "\\boxed{2} and \\boxed{3}" is "2, 3"; boxes that are all equivalent are one: "\\boxed{x+11} or
    \\boxed{11+x}"); "the final answer is ..."; "Final Answer: ..." and "**Answer:** ..." anywhere, "Answer: ..."
-   at the start of a line; "#### ..." only when a number or `$` follows (a Markdown header "#### Step 2" is
-   no answer); "the (final) answer is ..." as a statement ("this answer is unique" is none).
+   at the start of a line; "#### ..." only when a math expression follows (is_math_line: a number, `$`, a
+   bracket, a LaTeX command, a variable; no section number, no title colon, at most 3 words: "#### 72",
+   "#### \\left( 3, \\frac{\\pi}{2} \\right)"), not a Markdown header ("#### Step 2: add",
+   "#### \\textbf{Step 2}: add"); "the (final) answer is ..." as a statement ("this answer is unique" is none).
 2. The final answer is the LAST statement by position: a later correction overrides an earlier answer. A
    statement is skipped (the one before it counts) when it is a hypothesis ("whether the answer is", "if the
    answer is", "suppose the answer is", "maybe the answer is"), a question ("... the answer is 5?"), a
    negation, verdict or remark ("the answer is not 5", "... is correct", "... is yes", "... is in simplest
    form", "... is positive"), or holds nothing.
-3. Its span: the first `$...$` / `\\(...\\)` / `\\[...\\]` if it starts with one, else the text up to the end of
-   the sentence or an explanation ("because", "since", ", so", "(..."); empty after a label, the next line.
-4. GSM8K alone falls back to the last number in the text (outside Markdown header lines) when there is
-   no statement.
+3. Its span: the first `$...$` (an escaped `\\$` inside does not close it) / `\\(...\\)` / `\\[...\\]` if it
+   starts with one, else the text up to the end of the sentence or an explanation ("because", "since", ", so",
+   "(..."); empty after a label, the next line.
+4. GSM8K alone falls back to the last number in the text (outside Markdown header lines, LaTeX thousands
+   separators read: "32,\\!348" is 32348) when there is no statement.
 Comparison (the `=` rule, hedges, equivalence) is in sot.tasks.equivalence.
 """
 from __future__ import annotations

@@ -3,11 +3,12 @@
 5. The `=` rule: where the span holds `=` (not `<=`, `>=`, `!=`, `==`), the answer is what follows the last
    `=` ("84 * 7 = 588" is 588; "x = 2 or x = 3" is "2, 3"), unless the gold itself is an equation
    ("y = 2x + 3"), which is then compared whole.
-6. Equivalence (MATH, and GSM8K's LaTeX spans): equal strings after a conservative normalisation, else the
-   canonical forms of both sides (degrees `^\\circ`/°, percent signs and trailing word units dropped,
-   repeating decimals `0.\\overline{3}` as fractions, "2 or 3" / "2 and 3" as the set "2, 3") compared as
-   strings, as exact decimals, then by math-verify (`parse` + `verify`, signal-based timeouts, parsed gold
-   cached). A gold that is a multiple-choice letter ("(C)", "\\text{(C)}") matches a prediction naming that
+6. Equivalence (MATH, and GSM8K's LaTeX spans): equal strings after a conservative normalisation (`\\left`,
+   `\\right`, LaTeX spaces `\\! \\, \\: \\;`, `{,}` as `,`, `$` and `\\$` dropped), else the canonical forms of
+   both sides (LaTeX thousands separators "32,\\!348" / "32{,}348" / "32\\,348" read as 32,348; money `\\$`,
+   degrees `^\\circ`/°, percent signs and trailing word units dropped, repeating decimals `0.\\overline{3}` as
+   fractions, "2 or 3" / "2 and 3" as the set "2, 3") compared as strings, as exact decimals, then by
+   math-verify (`parse` + `verify`, signal-based timeouts, parsed gold cached). A gold that is a multiple-choice letter ("(C)", "\\text{(C)}") matches a prediction naming that
    one choice ("C", "(C) Plane") and nothing else.
 7. GSM8K: the span's first number (money `$`, thousands separators, `%` and units ignored); a hedge naming
    several different numbers ("84 or 88", "between 80 and 90", "\\boxed{84}, \\boxed{88}") is wrong.
