@@ -8,8 +8,8 @@
    both sides (LaTeX thousands separators "32,\\!348" / "32{,}348" / "32\\,348" read as 32,348; money `\\$`,
    degrees `^\\circ`/°, percent signs and trailing word units dropped, repeating decimals `0.\\overline{3}` as
    fractions, "2 or 3" / "2 and 3" as the set "2, 3") compared as strings, as exact decimals, then by
-   math-verify (`parse` + `verify`, signal-based timeouts, parsed gold cached). A gold that is a multiple-choice letter ("(C)", "\\text{(C)}") matches a prediction naming that
-   one choice ("C", "(C) Plane") and nothing else.
+   math-verify (`parse` + `verify`, signal-based timeouts, parsed gold cached). A gold that is a multiple-choice
+   letter ("(C)", "\\text{(C)}") matches a prediction naming that one choice ("C", "(C) Plane") and nothing else.
 7. GSM8K: the span's first number (money `$`, thousands separators, `%` and units ignored); a hedge naming
    several different numbers ("84 or 88", "between 80 and 90", "\\boxed{84}, \\boxed{88}") is wrong.
 """
