@@ -77,12 +77,15 @@ for name in tasks:
 # %% [markdown]
 # ## Write the problems and H
 # An H record has the fields every training set has: `{id, task, category, prompt (the question), completion
-# (the human trace), source}`.
+# (the human trace), source}`. The completion is the reference in the form the question asks for
+# (`task.human_trace`): MBPP's code inside the one ```python block the prompt requests, GSM8K's closing
+# `#### N` written as "The answer is N."; MATH's `\boxed{}` and Countdown's `<answer>` tags already are.
 
 # %%
 def human_record(problem) -> dict:
     return {"id": problem.id, "task": problem.task, "category": "H", "prompt": problem.question,
-            "completion": problem.reference, "source": {"kind": "human", "dataset": problem.task}}
+            "completion": get_task(problem.task).human_trace(problem),
+            "source": {"kind": "human", "dataset": problem.task}}
 
 
 for name, splits in loaded.items():
@@ -101,7 +104,7 @@ pd.DataFrame({name: {split: len(ps) for split, ps in splits.items()} for name, s
 summary, failures = {}, []
 for name, splits in loaded.items():
     everything = splits["train"] + splits["test"]
-    gold = get_task(name).grade_many(everything, [p.reference for p in everything])
+    gold = get_task(name).grade_many(everything, [get_task(name).human_trace(p) for p in everything])
     summary[name] = {"train": len(splits["train"]), "test": len(splits["test"]),
                      "gold_correct": sum(g.correct for g in gold), "gold_total": len(gold)}
     failures += [{"task": name, "id": p.id, "extracted": g.extracted} for p, g in zip(everything, gold)

@@ -27,6 +27,7 @@ from collections import defaultdict
 from typing import Sequence
 
 from sot.io import DataError
+from sot.tasks import get_task
 
 W_POLICIES = ("parsed", "any")
 TRUNCATED_POLICIES = ("drop", "keep")
@@ -135,7 +136,8 @@ def select_traces(graded: Sequence[dict], problems, seed: int = 0, w_policy: str
     order = list(by_id)
     human = {"kind": "human", "truncated": False, "truncated_policy": truncated}
     sets = {
-        "H": [_record(by_id[pid], "H", by_id[pid].reference, dict(human)) for pid in order if keep(pid)],
+        "H": [_record(by_id[pid], "H", get_task(by_id[pid].task).human_trace(by_id[pid]), dict(human))
+              for pid in order if keep(pid)],
         "G": [_from_sample(by_id[pid], "G", g_pick[pid][2], g_pick[pid][1], truncated) for pid in order
               if pid in g_pick and keep(pid)],
         "W": [_from_sample(by_id[pid], "W", w_pick[pid][2], w_pick[pid][1], truncated) for pid in order

@@ -90,6 +90,12 @@ class Task:
     def grade(self, problem: Problem, completion: str) -> Grade:
         raise NotImplementedError
 
+    def human_trace(self, problem: Problem) -> str:
+        """The H trace as it is trained and scored: the reference, in the form the task's own instruction asks
+        for (the question tells the model how to give its answer; a trace that ignores that would teach the
+        student to ignore it). Grades correct like the reference itself."""
+        return problem.reference
+
     def grade_authors(self, problem: Problem, completion: str) -> Grade:
         """The paper authors' published scoring rule (sot.tasks.authors): `correct` is their verdict,
         `extracted` is None exactly when their script leaves the item out of the accuracy's denominator."""

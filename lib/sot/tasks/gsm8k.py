@@ -32,6 +32,12 @@ class GSM8K(Task):
                        reference=record["answer"], answer=gold_answer(record["answer"], id or "record"),
                        record=dict(record))
 
+    def human_trace(self, problem: Problem) -> str:
+        """The reference with its closing "#### N" line in the sentence GSM8K_INSTRUCTION asks for,
+        "The answer is N." (the calculator annotations <<...>> are the dataset's own and stay)."""
+        head, _, _ = problem.reference.rpartition("####")
+        return f"{head.rstrip()}\nThe answer is {problem.answer}."
+
     def statement(self, problem: Problem) -> str:
         return problem.record["question"].strip()
 
