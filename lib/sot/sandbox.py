@@ -34,6 +34,7 @@ from __future__ import annotations
 import functools
 import itertools
 import logging
+import marshal
 import os
 import secrets
 import select
@@ -45,11 +46,13 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from sot import sandbox_cgroup
 from sot import sandbox_launch as launch
+from sot import sandbox_verdict as verdict
 from sot.sandbox_launch import Launcher, Limits
 
 log = logging.getLogger(__name__)
-DONE_PREFIX = b"__sot_sandbox_done__ "
+CGROUP_EXTRA_PIDS = 4  # bwrap's own processes and the runner's supervisor, beside the program's max_processes
 STATUSES = ("passed", "failed", "exited_early", "timeout", "killed")
 PROBE_SOURCE = "import collections, heapq, itertools, math, re\nassert math.gcd(12, 18) == 6\n"
 _counter = itertools.count()
@@ -62,11 +65,18 @@ class SandboxUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class RunResult:
-    """passed: ran to its end and exited 0; status: one of STATUSES; output: tail of stdout+stderr."""
+    """passed: ran to its end (every step answered, the end line with this run's nonce) and exited 0; status: one
+    of STATUSES; output: tail of stdout+stderr; steps: one ``sot.sandbox_verdict.Outcome`` per step (values as
+    plain builtin data); channel_error: why the result channel was rejected (None: it was well-formed);
+    memory_limit: what bounded the program's memory, "cgroup2" or "cgroup1" (one limit for all its processes)
+    or "rlimits" (per process only)."""
     passed: bool
     status: str
     seconds: float
     output: str
+    steps: tuple = ()
+    channel_error: str | None = None
+    memory_limit: str = "rlimits"
 
 
 @functools.lru_cache(maxsize=None)
@@ -107,68 +117,84 @@ def isolation() -> str:
 
 def run_program(source: str, timeout: float = 10.0, memory_mb: int = 2048, cpu_seconds: float | None = None,
                 file_size_mb: int = 16, output_limit: int = 64_000, max_processes: int = 16, disk_mb: int = 64,
-                mode: str | None = None) -> RunResult:
-    """Run ``source`` in the sandbox. ``cpu_seconds`` defaults to timeout + 1 (so the wall clock fires first);
-    ``max_processes`` counts threads too; ``disk_mb`` sizes each writable tmpfs (bubblewrap only);
-    ``mode`` None uses ``isolation()``."""
+                mode: str | None = None, steps: tuple = ()) -> RunResult:
+    """Run ``source`` in the sandbox, then ``steps`` (("call", expression) or ("exec", statement) pairs) in its
+    namespace; the calls' values come back in ``RunResult.steps``. ``cpu_seconds`` defaults to timeout + 1
+    (so the wall clock fires first); ``memory_mb`` bounds each process (RLIMIT_AS) and, where a cgroup is
+    available, all of them together; ``max_processes`` counts threads too; ``disk_mb`` sizes each writable tmpfs
+    (bubblewrap only); ``mode`` None uses ``isolation()``."""
     limits = Limits(timeout, memory_mb, cpu_seconds, file_size_mb, output_limit, max_processes, disk_mb)
-    return _run(launcher(mode or isolation()), source, limits)
+    return _run(launcher(mode or isolation()), source, limits, tuple(tuple(step) for step in steps))
 
 
-def run_many(sources: list[str], workers: int | None = None, progress: bool = False, **limits) -> list[RunResult]:
-    """``run_program`` over ``sources`` on ``workers`` threads (default: all cores); results in input order."""
+def run_many(sources: list[str], workers: int | None = None, progress: bool = False, steps: list | None = None,
+             **limits) -> list[RunResult]:
+    """``run_program`` over ``sources`` (with ``steps[i]`` for source i, if given) on ``workers`` threads
+    (default: all cores); results in input order."""
     mode = limits.pop("mode", None) or isolation()
     launcher(mode)  # probe once here, not in every thread
     workers = workers or os.cpu_count() or 1
+    if steps is not None and len(steps) != len(sources):
+        raise ValueError(f"run_many: {len(sources)} sources but {len(steps)} step lists")
     run = functools.partial(run_program, mode=mode, **limits)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = pool.map(run, sources)
+        results = pool.map(lambda i: run(sources[i], steps=steps[i] if steps else ()), range(len(sources)))
         if progress:
             from sot.progress import tqdm
             results = tqdm(results, total=len(sources), desc="sandbox", unit="prog")
         return list(results)
 
 
-def _run(how: Launcher, source: str, limits: Limits) -> RunResult:
-    """Start the runner with the program in a memfd and the nonce in a pipe; collect; classify; clean up."""
+def _run(how: Launcher, source: str, limits: Limits, steps: tuple = ()) -> RunResult:
+    """Start the runner with the program (and its steps) in a memfd, the nonce in a pipe and a pipe for the
+    results; collect; classify; clean up (the process group, the uid or marker sweep, the cgroup)."""
     start = time.monotonic()
-    nonce = secrets.token_hex(16).encode()
+    nonce = secrets.token_hex(16)
     marker = f"{os.getpid()}-{next(_counter)}-{secrets.token_hex(4)}"
     uid = _uids.acquire() if how.drop_uid else -1
     workdir = tempfile.mkdtemp(prefix=f"sot-sandbox-{os.getpid()}-") if how.mode == "rlimits" else None
+    group = sandbox_cgroup.create(limits.memory_mb << 20, limits.max_processes + CGROUP_EXTRA_PIDS)
     source_fd = os.memfd_create("sot-program")
     nonce_read, nonce_write = os.pipe()
+    result_read, result_write = os.pipe()
     proc = None
     try:
-        _write_all(source_fd, source.encode("utf-8", "replace"))
+        _write_all(source_fd, marshal.dumps((source, tuple(steps))))
         os.lseek(source_fd, 0, os.SEEK_SET)
-        os.write(nonce_write, nonce)
+        os.write(nonce_write, nonce.encode())
         os.close(nonce_write)
         if workdir and uid >= 0:
             os.chown(workdir, uid, uid)
+        command = how.command(uid, source_fd, result_write, nonce_read, limits)
         proc = subprocess.Popen(
-            how.command(uid, source_fd, nonce_read, limits), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, pass_fds=(how.code_fd(), source_fd, nonce_read), cwd=workdir or "/",
-            env=launch.environment(workdir or launch.SANDBOX_DIR, marker), start_new_session=True)
-        os.close(source_fd)
-        os.close(nonce_read)
-        source_fd = nonce_read = -1
-        output, timed_out, clean = _collect(proc, start + limits.timeout, limits.output_limit)
+            group.wrap(command) if group else command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, pass_fds=(how.code_fd(), source_fd, result_write, nonce_read),
+            cwd=workdir or "/", env=launch.environment(workdir or launch.SANDBOX_DIR, marker),
+            start_new_session=True)
+        for fd in (source_fd, nonce_read, result_write):
+            os.close(fd)
+        source_fd = nonce_read = result_write = -1
+        output, results, timed_out, clean = _collect(proc, result_read, start + limits.timeout, limits.output_limit)
         if timed_out or not clean or proc.returncode < 0:
             _kill(proc, uid, marker)
     finally:
-        for fd in (source_fd, nonce_read):
+        for fd in (source_fd, nonce_read, result_write, result_read):
             if fd >= 0:
                 os.close(fd)
         if proc is not None:
             if proc.returncode is None:
                 _kill(proc, uid, marker)
             proc.stdout.close()
+        oom = group.oom_killed() if group else False
+        if group:
+            group.remove()
         if workdir:
             launch.remove_tree(workdir)
         if uid >= 0:
             _uids.release(uid)
-    return _classify(proc.returncode, output, nonce, timed_out, time.monotonic() - start)
+    memory = group.kind if group else "rlimits"
+    return _classify(proc.returncode, output, results, len(steps), nonce, timed_out, clean,
+                     time.monotonic() - start, memory, oom)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -177,16 +203,20 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def _collect(proc: subprocess.Popen, deadline: float, limit: int) -> tuple[bytes, bool, bool]:
-    """Read stdout+stderr until EOF or the deadline, keeping the last ``limit`` bytes.
-    Returns (tail, timed_out, clean); not clean: the runner exited but something else kept the pipe open."""
-    fd = proc.stdout.fileno()
-    os.set_blocking(fd, False)
+def _collect(proc: subprocess.Popen, result_fd: int, deadline: float, limit: int) -> tuple[bytes, bytes | None,
+                                                                                             bool, bool]:
+    """Read stdout+stderr (keeping the last ``limit`` bytes) and the result channel (all of it, up to
+    RESULT_LIMIT: None when it overflowed) until both reach EOF or the deadline.
+    Returns (tail, results, timed_out, clean); not clean: the runner exited but something else kept a pipe open,
+    or the result channel overflowed."""
+    out_fd = proc.stdout.fileno()
     poller = select.poll()
-    poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
-    tail, dropped, exited_at = bytearray(), 0, None
-    timed_out, clean = False, True
-    while True:
+    for fd in (out_fd, result_fd):
+        os.set_blocking(fd, False)
+        poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+    tail, results, dropped, exited_at, open_fds = bytearray(), bytearray(), 0, None, {out_fd, result_fd}
+    timed_out, clean, overflow = False, True, False
+    while open_fds:
         now = time.monotonic()
         if now >= deadline:
             timed_out = True
@@ -194,28 +224,37 @@ def _collect(proc: subprocess.Popen, deadline: float, limit: int) -> tuple[bytes
         if exited_at is None and proc.poll() is not None:
             exited_at = now
         if exited_at is not None and now - exited_at > 0.2:
-            clean = False  # a leftover process holds the pipe; the sweep will end it
+            clean = False  # a leftover process holds a pipe; the sweep will end it
             break
-        if not poller.poll(max(1, min(100, int((deadline - now) * 1000) + 1))):
-            continue
-        try:
-            chunk = os.read(fd, 1 << 16)
-        except BlockingIOError:
-            continue
-        if not chunk:
-            break
-        tail += chunk
-        if len(tail) > limit:
-            dropped += len(tail) - limit
-            del tail[:len(tail) - limit]
+        for fd, _ in poller.poll(max(1, min(100, int((deadline - now) * 1000) + 1))):
+            try:
+                chunk = os.read(fd, 1 << 16)
+            except BlockingIOError:
+                continue
+            if not chunk:
+                poller.unregister(fd)
+                open_fds.discard(fd)
+            elif fd == out_fd:
+                tail += chunk
+                if len(tail) > limit:
+                    dropped += len(tail) - limit
+                    del tail[:len(tail) - limit]
+            else:
+                results += chunk
+                if len(results) > verdict.RESULT_LIMIT:
+                    overflow = True
+                    open_fds.clear()
+                    break
     if dropped:
         tail[:0] = b"[... %d bytes of output dropped ...]\n" % dropped
-    if not (timed_out or not clean):
+    if overflow:
+        clean = False
+    elif not (timed_out or not clean):
         try:
             proc.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             timed_out = True
-    return bytes(tail), timed_out, clean
+    return bytes(tail), None if overflow else bytes(results), timed_out, clean
 
 
 def _kill(proc: subprocess.Popen, uid: int, marker: str) -> None:
@@ -231,17 +270,26 @@ def _kill(proc: subprocess.Popen, uid: int, marker: str) -> None:
         launch.sweep(marker=marker)
 
 
-def _classify(returncode: int | None, output: bytes, nonce: bytes, timed_out: bool, seconds: float) -> RunResult:
-    done_line = DONE_PREFIX + nonce
-    finished = done_line in output
-    text = output.replace(b"\n" + done_line + b"\n", b"").replace(done_line, b"").decode("utf-8", "replace")
+def _classify(returncode: int | None, output: bytes, results: bytes | None, steps: int, nonce: str,
+              timed_out: bool, clean: bool, seconds: float, memory: str, oom: bool) -> RunResult:
+    outcomes, finished, channel_error = (verdict.MISSING,) * steps, False, None
+    if results is None:
+        channel_error = f"the result channel went over {verdict.RESULT_LIMIT} bytes"
+    else:
+        try:
+            outcomes, finished = verdict.read_channel(results, steps, nonce)
+        except verdict.Malformed as err:
+            channel_error = f"malformed result channel: {err}"
     signals = {int(s) for s in signal.Signals}
     if timed_out:
         status = "timeout"
-    elif returncode == 0:
+    elif returncode == 0 and channel_error is None and clean:
         status = "passed" if finished else "exited_early"
     elif returncode is not None and (returncode < 0 or returncode - 128 in signals):
         status = "killed"
     else:
         status = "failed"
-    return RunResult(status == "passed", status, round(seconds, 4), text)
+    text = output.decode("utf-8", "replace")
+    if oom:
+        text += "\n[the kernel killed a process of this program: over its memory limit]"
+    return RunResult(status == "passed", status, round(seconds, 4), text, outcomes, channel_error, memory)

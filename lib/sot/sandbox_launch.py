@@ -22,6 +22,7 @@ UID_BASE = 600_000_000  # per-run uids: UID_BASE + (pid % 2**22) * UID_SLOTS + s
 UID_SLOTS = 256
 SANDBOX_DIR = "/sandbox"  # the working directory inside bubblewrap (a private tmpfs)
 MARKER_VAR = "SOT_SANDBOX_RUN"
+HOSTNAME = "sandbox"  # the program's hostname under bubblewrap (its own UTS namespace; never the host's name)
 # The runner is compiled once per interpreter (compiling it costs more than starting Python) and handed to
 # every run as a sealed, read-only memfd; this bootstrap loads it: argv[1] is that fd.
 BOOTSTRAP = ("import marshal,os,sys;f=int(sys.argv.pop(1));c=marshal.loads(os.pread(f,1<<22,0));os.close(f);"
@@ -56,10 +57,10 @@ class Launcher:
     drop_uid: bool
     bwrap: tuple[str, ...] = ()
 
-    def command(self, uid: int, source_fd: int, nonce_fd: int, limits: Limits) -> list[str]:
-        """The command line; the child must inherit ``self.code_fd()``, ``source_fd`` and ``nonce_fd``."""
+    def command(self, uid: int, source_fd: int, result_fd: int, nonce_fd: int, limits: Limits) -> list[str]:
+        """The command line; the child must inherit ``self.code_fd()`` and the three fds given."""
         runner = [self.python, "-S", "-s", "-B", "-c", BOOTSTRAP, str(self.code_fd()), self.mode, str(uid),
-                  str(source_fd), str(nonce_fd), *limits.runner_args()]
+                  str(source_fd), str(result_fd), str(nonce_fd), *limits.runner_args()]
         if self.mode == "rlimits":
             return runner
         disk = str(limits.disk_mb << 20)
@@ -95,8 +96,8 @@ def base_python() -> str:
 def bwrap_args(bwrap: str, python: str, as_root: bool) -> tuple[str, ...]:
     """Read-only /usr and Python prefix, private /proc, /dev, no network, own PID namespace (we are its PID 1:
     when the runner exits or bwrap is killed, the kernel kills everything left inside)."""
-    args = [bwrap, "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--die-with-parent",
-            "--new-session", "--as-pid-1"]
+    args = [bwrap, "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--hostname", HOSTNAME,
+            "--die-with-parent", "--new-session", "--as-pid-1"]
     if as_root:  # privileged bwrap: keep only what the runner needs to switch to the per-run uid
         args += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
     else:
