@@ -75,6 +75,7 @@ from IPython.display import display
 
 from sot import styles
 from sot.io import read_json, write_json, write_jsonl
+from sot.scores import write_scores
 from sot.llm import Sampling, get_backend
 from sot.pipeline import (DATA, METRICS, backend_options, cache_dir, load_problems, load_set, model_and_style,
                           prompts_for, set_path, stop_for)
@@ -153,6 +154,8 @@ result = {"student": student, "model": model, "style": style,
           "self_sampling": sampling.to_dict(), "backend": backend_info,
           "resume": {k: decoded.get(k) for k in ("resumed_shards", "new_shards", "shard_folder")}}
 write_json(METRICS / "distance" / f"{task}-{student}.json", result)
+for scored_set, d in result["sets"].items():   # what `dvc metrics show` lists (sot.scores): each set's NLL
+    write_scores("distance", task, student, scored_set, d)
 if empty:
     print(f"empty sets, no distance: {', '.join(empty)}")
 

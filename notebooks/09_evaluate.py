@@ -87,6 +87,7 @@ from sot.llm import get_backend
 from sot.pipeline import (SKIPPED, backend_options, cache_dir, eval_metrics_path, eval_rows_path, group_name,
                           load_problems, model_and_style, run_name, sft_dir)
 from sot.resume import resumable
+from sot.scores import write_scores
 from sot.show import records_table, shorten, side_by_side
 from sot.tasks import get_task
 
@@ -145,6 +146,7 @@ for set_name, weights in plan.items():
         del llm
     write_jsonl(eval_rows_path(task, student, set_name), rows)
     write_json(eval_metrics_path(task, student, set_name), summary)
+    write_scores("evaluate", task, student, set_name, summary)   # what `dvc metrics show` lists (sot.scores)
     summaries[set_name], all_rows[set_name] = summary, rows
 
 # %% [markdown]

@@ -116,6 +116,7 @@ else:
 
 # %%
 loss = report.loss_table(tasks, students, sets)
+report.write_loss(loss)   # figures/loss.csv: what `dvc plots show` draws (one chart per task and student)
 if loss.empty:
     print("no loss curves: no fine-tuning run logged a loss (metrics/sft/loss/<task>-<student>/<set>.csv)")
 else:

@@ -80,6 +80,19 @@ def loss_table(tasks, students, sets) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+LOSS_COLUMNS = ["task", "student", "set", "step", "tokens", "loss", "lr", "val_loss"]
+
+
+def write_loss(loss: pd.DataFrame, folder: Path = FIGURES) -> Path:
+    """figures/loss.csv: every run's logged loss in one long table (`loss_table`), the data of DVC's "Training loss
+    by set" plot (dvc.yaml: a panel per (task, student), a line per set). Written even when empty (header only)."""
+    frame = loss.reindex(columns=LOSS_COLUMNS) if not loss.empty else pd.DataFrame(columns=LOSS_COLUMNS)
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(folder / "loss.csv") as tmp:
+        frame.to_csv(tmp, index=False)
+    return folder / "loss.csv"
+
+
 def distance_tables(tasks, students) -> tuple[pd.DataFrame, dict]:
     rows, self_nll = [], {}
     for task in tasks:

@@ -23,6 +23,7 @@ from sot.sft import train
 from sot.sft.config import SFTConfig
 from sot.pipeline import (METRICS, SKIPPED, cache_dir, load_set, loss_path, model_and_style, run_name, set_path, sft_dir,
                           sft_metrics_path)
+from sot.scores import write_scores
 
 LAUNCHED = "SOT_SFT_LAUNCHED"   # set in the processes `launch` starts, so they train instead of launching again
 RENAMED = {"batch_size": "per_device_batch_size"}  # params.yaml name -> SFTConfig field
@@ -71,6 +72,7 @@ def run(task: str, student: str, set_name: str, models: dict, seed: int, options
         write_json(sft_dir(task, student, set_name) / SKIPPED, report)
         write_loss_csv([], loss_path(task, student, set_name))
         write_json(sft_metrics_path(task, student, set_name), report)
+        write_scores("sft", task, student, set_name, report)
         return report
     options = dict(options)
     processes = int(options.pop("num_processes", 1) or 1)
@@ -91,6 +93,7 @@ def run(task: str, student: str, set_name: str, models: dict, seed: int, options
         write_loss_csv(history, loss_path(task, student, set_name))
         result.update(task=task, student=student, set=set_name, n_records=len(records))
         write_json(sft_metrics_path(task, student, set_name), result)
+        write_scores("sft", task, student, set_name, result)   # what `dvc metrics show` lists (sot.scores)
     keys = ("backend", "steps", "tokens", "train_seconds", "tokens_per_s", "final_loss", "checkpoint", "world_size",
             "resume")
     return {k: result.get(k) for k in keys}
