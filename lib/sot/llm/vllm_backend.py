@@ -32,6 +32,8 @@ class VLLMBackend(Backend):
         except ImportError as e:
             raise ImportError(f"backend 'vllm' needs the vllm package ({e}); install the GPU set (`make setup-gpu`: "
                               "pip install -e .[gpu] -c constraints/gpu.txt) or use backend 'transformers'") from e
+        from sot.precision import weights_dtype
+        dtype = weights_dtype(dtype, "cuda", "float16", "vLLM's weights")   # vLLM refuses bf16 on a T4 or V100
         self.model_ref, self.adapter, self.dtype, self.ignore_eos = model, adapter, dtype, ignore_eos
         self.adapter_sha256 = adapter_digest(adapter)
         self.model_path = models.resolve(model)
