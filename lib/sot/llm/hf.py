@@ -27,10 +27,12 @@ def pick_device(device: str = "auto") -> str:
 
 
 def pick_dtype(dtype: str, device: str) -> str:
-    import torch
+    """`auto`: bf16 on a CUDA GPU that has it natively, else float32; bfloat16 asked for on a GPU without it
+    falls back to float32, said once (sot.precision)."""
+    from sot.precision import cuda_has_bf16, weights_dtype
     if dtype != "auto":
-        return dtype
-    if device.startswith("cuda") and torch.cuda.is_bf16_supported():
+        return weights_dtype(dtype, device, "float32", "the transformers backend's weights")
+    if device.startswith("cuda") and cuda_has_bf16():
         return "bfloat16"
     return "float32"
 

@@ -115,10 +115,10 @@ class SFTConfig:
 
 def resolve_bf16(cfg: SFTConfig) -> bool:
     """bf16 autocast: as asked, or (auto) only where a CUDA device supports it."""
+    from sot.precision import cuda_has_bf16, training_bf16
     if cfg.bf16 != "auto":
-        return bool(cfg.bf16)
-    import torch
-    return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+        return training_bf16(bool(cfg.bf16))    # a GPU without native bf16 trains in fp32, said once
+    return cuda_has_bf16()
 
 
 def resolve_model_dtype(cfg: SFTConfig, bf16: bool) -> str:
