@@ -64,6 +64,9 @@ def test_stop_strings_and_limits_are_the_authors():
     assert prompts.stop_strings("authors", "mbpp") == ("Problem:", "<end_of_turn>", "User:", "Observation:",
                                                       "\nclass", "\ndef test", "\nif __name__")
     assert authors_style.MAX_NEW_TOKENS == {"gsm8k": 2048, "math": 2048, "countdown": 4096, "mbpp": 1024}
+    assert authors_style.generation_limit("authors", "countdown") == 4096     # evaluate.max_new_tokens: authors
+    assert authors_style.generation_limit("auto", "countdown") == "auto"
+    assert authors_style.generation_limit(160, "mbpp") == 160
     assert prompts.token_style("authors") == "plain" and prompts.token_style("chat") == "chat"
 
 

@@ -33,8 +33,9 @@ def test_paper_preset_names_only_existing_parameters_and_gives_each_role_its_sty
     preset, merged = presets.prepare(str(PAPER), str(ROOT / "params.yaml"))
     assert preset["teacher"] == "gemma-2-27b-it" and len(preset["students"]) == 3
     from sot.styles import check_params
-    assert check_params(merged) == {"gemma-2-27b-it": "chat", "qwen2.5-1.5b": "plain", "gemma-2-2b": "plain",
-                                    "llama-3.1-8b": "plain"}
+    assert check_params(merged) == {"gemma-2-27b-it": "chat", "qwen2.5-1.5b": "authors", "gemma-2-2b": "authors",
+                                    "llama-3.1-8b": "authors"}
+    assert merged["evaluate"]["max_new_tokens"] == "authors"   # the authors' limit of each task (sot.authors_style)
 
 
 def test_preset_with_unknown_key_fails():
@@ -239,8 +240,8 @@ def test_make_paper_dry_plans_the_full_grid(tmp_path, target):
 @pytest.mark.slow
 def test_paper_smoke_runs_the_paper_grid_to_the_figures(tmp_path):
     """`make paper-smoke`'s command in a fresh clone (this interpreter's environment, the data beside the clone):
-    the paper grid's whole structure (4 tasks x 3 students x 9 sets, balanced classification, plain students, the
-    chat teacher, lm_rewrite) reaches the figures. Every (task, student, set) is evaluated on the test problems or
+    the paper grid's whole structure (4 tasks x 3 students x 9 sets, balanced classification, authors-style students,
+    the chat teacher, lm_rewrite) reaches the figures. Every (task, student, set) is evaluated on the test problems or
     listed as not trained because its training set is empty: never dropped, never filled from another set.
     About 20 minutes on 2 CPU cores (README, "make paper-smoke")."""
     shared = ROOT.parent / "shared" / "data"

@@ -10,6 +10,7 @@ zero-shot under it (their README runs Countdown zero-shot; the MBPP script has n
     prompt("gsm8k", problem.question)            # the authors' prompt text; ends with "Solution:" (no newline)
     stop_strings("mbpp")                          # their vLLM stop list for that script
     MAX_NEW_TOKENS["countdown"]                   # their generation limit: 4096
+    generation_limit("authors", "mbpp")           # evaluate.max_new_tokens: authors (the paper preset) -> 1024
     adapt_completion("math", problem.reference)   # a trace in the format their prompt asks for
 
 The prompt is built from Problem.question (what every training record carries as `prompt`): the problem text
@@ -173,6 +174,12 @@ def stop_strings(task: str) -> tuple[str, ...]:
 def max_new_tokens(task: str) -> int:
     _check(task)
     return MAX_NEW_TOKENS[task]
+
+
+def generation_limit(value, task: str):
+    """A `max_new_tokens` parameter as params.yaml gives it, with "authors" replaced by the authors' limit of
+    `task` (2048 MATH/GSM8K, 4096 Countdown, 1024 MBPP); any other value (a number, "auto") as it is."""
+    return max_new_tokens(task) if value == "authors" else value
 
 
 def _final_answer(task: str, core: str) -> str:

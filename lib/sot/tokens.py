@@ -94,8 +94,10 @@ def _render_turn(tokenizer) -> str:
 
 
 def end_token_id(tokenizer, style: str) -> int:
-    """The token a finished completion ends with: EOS in plain style, the template's end-of-turn in chat."""
-    if style == "plain":
+    """The token a finished completion ends with: EOS in plain style (and the authors styles, sot.prompts.token_style),
+    the template's end-of-turn in chat."""
+    from sot.prompts import STYLES as PROMPT_STYLES
+    if style == "plain" or (style != "chat" and style in PROMPT_STYLES):
         return eos_id(tokenizer)
     if style != "chat":
         raise ValueError(f"unknown prompt style {style!r}; valid: {', '.join(STYLES)}")
