@@ -19,8 +19,8 @@
 # Every task in `tasks` gets its training and test problems and its human-written traces **H**: GSM8K's
 # `answer`, MATH's `solution`, MBPP's `code` (Countdown has no human traces: a solver writes a step-by-step
 # one, and is generated, seeded, solvable by construction). Problems come from the local upstream-format copies
-# in `data_dir` (else `$SOT_DATA_DIR`, else the Hugging Face hub); each question carries the task's
-# answer-format instruction, so that a teacher's reply is gradable.
+# in `$SOT_DATA_DIR` when set, else `data_dir`, else (`data_dir: null`) the Hugging Face hub (docs/data.md); each
+# question carries the task's answer-format instruction, so that a teacher's reply is gradable.
 #
 # - **In:** `data_dir` (`<data_dir>/gsm8k/{train,test}.jsonl`, `mbpp/mbpp.jsonl`, ...). **Out:**
 #   `data/prepare/<task>/{train,test,H}.jsonl` and `metrics/prepare.json` (sizes and the gold check).
@@ -34,7 +34,7 @@
 
 # %% tags=["parameters"]
 tasks = ['mbpp']
-data_dir = '../shared/data'
+data_dir = '../shared/data'  # None: the hub datasets (Colab); a run by hand reads this line, DVC params.yaml
 seed = 42
 n_train = 12
 n_test = 10
@@ -76,11 +76,15 @@ from sot.pipeline import DATA, METRICS
 from sot.show import side_by_side
 from sot.tasks import get_task
 
+from sot.paths import data_dir as data_folder
+
+root, source = data_folder(data_dir)   # $SOT_DATA_DIR when set, else data_dir, else the hub (docs/data.md)
+print(f"datasets from {root if root is not None else 'the Hugging Face hub'}: {source}")
 loaded = {}
 for name in tasks:
     task = get_task(name)
-    loaded[name] = {"train": task.load_split("train", data_dir, limit=n_train, seed=seed),
-                    "test": task.load_split("test", data_dir, limit=n_test, seed=seed)}
+    loaded[name] = {"train": task.load_split("train", root, limit=n_train, seed=seed),
+                    "test": task.load_split("test", root, limit=n_test, seed=seed)}
 
 # %% [markdown]
 # ## Write the problems and H

@@ -39,6 +39,8 @@ NOTEBOOKS = Path("notebooks")
 RUNS = Path("runs")
 NAME = re.compile(r"\d\d_[a-z]+")
 SECTION_ALIASES = {"mix": "corrupt"}  # 06_mix reads the corrupt section (base, fractions)
+# A comment `sync` writes after a parameter in the parameters cell, where a run by hand needs to know more.
+PARAMETER_NOTES = {"data_dir": "  # None: the hub datasets (Colab); a run by hand reads this line, DVC params.yaml"}
 
 
 class ParamsLoader(yaml.SafeLoader):
@@ -146,7 +148,7 @@ def sync(params_file: str | os.PathLike = "params.yaml", notebooks: str | os.Pat
                 problems.append(f"{path}: parameters cell differs from {params_file}: run `python -m sot.nb sync`")
             problems += check_pair(path)
             continue
-        book.cells[i].source = "\n".join(f"{k} = {v!r}" for k, v in values.items())
+        book.cells[i].source = "\n".join(f"{k} = {v!r}{PARAMETER_NOTES.get(k, '')}" for k, v in values.items())
         for written in write_pair(path, book):
             print(written)
     return problems
