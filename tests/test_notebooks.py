@@ -249,7 +249,12 @@ def test_dvc_runs_every_notebook_from_its_py_and_declares_both_reports():
 def test_dvc_plots_name_existing_data_and_templates():
     dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
     plots = {next(iter(p)): next(iter(p.values())) for p in dvc["plots"]}
-    assert plots["metrics/sft/loss"]["x"] == "step" and plots["metrics/sft/loss"]["y"] == "loss"
+    from sot.report import LOSS_COLUMNS
+
+    loss = plots["Training loss by set"]      # figures/loss.csv (sot.report.write_loss): one chart, a line per set
+    assert loss["x"] == "step" and loss["y"] == {"figures/loss.csv": "loss"}
+    assert {"task", "student", "set", "step", "loss"} <= set(LOSS_COLUMNS)
+    assert '"field": "set"' in (ROOT / ".dvc" / "plots" / f"{loss['template']}.json").read_text()
     for title in ("Accuracy by training set", "Tolerance to flawed traces"):
         spec = plots[title]
         assert spec["y"] == {"figures/accuracy.csv": "strict"} and spec["x"] == "set"

@@ -13,6 +13,14 @@ class DataError(ValueError):
     """Bad input data; the message names the file, line and field, and what to do."""
 
 
+class MissingFileError(DataError):
+    """An input file that is not there (`path`); a dataset loader turns it into advice about the data folder."""
+
+    def __init__(self, message: str, path):
+        super().__init__(message)
+        self.path = Path(path)
+
+
 def _umask() -> int:
     mask = os.umask(0o022)   # reading the umask means setting it: put it straight back
     os.umask(mask)
@@ -55,7 +63,8 @@ def iter_jsonl(path: str | os.PathLike, required: Sequence[str] = ()) -> Iterato
     """Yield (line number, record); raise DataError naming file, line and field on bad input."""
     path = Path(path)
     if not path.exists():
-        raise DataError(f"{path}: file not found; run the stage that writes it (see dvc.yaml) or fix the path")
+        raise MissingFileError(f"{path}: file not found; run the stage that writes it (see dvc.yaml) or fix the path",
+                               path)
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
@@ -84,6 +93,6 @@ def read_json(path: str | os.PathLike):
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise DataError(f"{path}: file not found; run the stage that writes it (see dvc.yaml)") from None
+        raise MissingFileError(f"{path}: file not found; run the stage that writes it (see dvc.yaml)", path) from None
     except json.JSONDecodeError as e:
         raise DataError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None

@@ -171,7 +171,11 @@ def run(name: str, overrides: dict | None = None, output: str | os.PathLike | No
         known = ", ".join(p.stem for p in sources(root / NOTEBOOKS)) or "none"
         raise FileNotFoundError(f"{source}: no such notebook source (notebooks: {known})")
     nb = read_notebook(source)
-    values = _resolve(nb, str(source), load_params(root / params_file), overrides)
+    params = load_params(root / params_file)
+    values = _resolve(nb, str(source), params, overrides)
+    # params.yaml's values this stage reads, checked before any model loads: one line naming the key as written
+    from sot.params_check import check
+    check(params, {section_of(source), *values, *(f"{k}s" for k in values)})
     nb = for_execution(nb)
     out = Path(output) if output else root / RUNS / f"{name}.ipynb"
     if out.suffix != ".ipynb":
@@ -183,14 +187,17 @@ def run(name: str, overrides: dict | None = None, output: str | os.PathLike | No
     os.environ.setdefault("SOT_PROGRESS", "text")  # the kernel inherits it: plain progress lines (sot.progress)
     start = time.time()
     try:
+        quiet = [] if os.environ.get("SOT_NB_VERBOSE", "") not in ("", "0") else \
+            ["--IPKernelApp.log_level=ERROR"]   # the kernel's own notices (e.g. "running over TCP without encryption")
         executed = papermill.execute_notebook(nb, str(running), parameters=values, progress_bar=False,
-                                              log_output=True, kernel_name="python3", cwd=str(root))
+                                              log_output=True, kernel_name="python3", cwd=str(root),
+                                              extra_arguments=quiet)
         report = to_html(executed, title)
-    except PapermillExecutionError:
+    except PapermillExecutionError as e:
         _keep_failed(running, failed, title)
-        print(f"[sot.nb] {name} failed after {time.time() - start:.1f}s; the executed copy up to the error: "
-              f"{failed} (and .html); {out} was left as it was", file=sys.stderr)
-        raise
+        print(f"[sot.nb] {name} failed after {time.time() - start:.1f}s; the executed copy up to the error, with "
+              f"the traceback: {failed.with_suffix('.html')}; {out} was left as it was", file=sys.stderr)
+        raise StageFailed(f"{title}: {e.ename}: {_first_line(e.evalue)}", failed.with_suffix(".html")) from e
     except BaseException:  # interrupted, or the report could not be rendered: keep what ran, for a look
         if running.exists():
             running.replace(failed)
@@ -210,6 +217,32 @@ def run(name: str, overrides: dict | None = None, output: str | os.PathLike | No
     print(f"[sot.nb] {name} done in {time.time() - start:.1f}s -> {out} and {out.with_suffix('.html')}",
           file=sys.stderr)
     return out
+
+
+class StageFailed(RuntimeError):
+    """A stage notebook raised: the message is its error in one line; `report` the failed run's HTML copy."""
+
+    def __init__(self, message: str, report: Path):
+        super().__init__(message)
+        self.report = report
+
+
+def _first_line(text: str) -> str:
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    return lines[0] if lines else "(no message)"
+
+
+class _QuietPapermill:
+    """logging filter: papermill's per-cell lines and kernel notices, unless SOT_NB_VERBOSE=1 asks for them."""
+    CHATTER = ("Executing Cell", "Ending Cell", "Executing notebook with kernel", "Input Notebook:",
+               "Output Notebook:", "Working directory:")
+
+    def filter(self, record) -> bool:
+        message = record.getMessage()
+        if record.name.startswith("papermill") and message.startswith(self.CHATTER):
+            return False
+        # jupyter_client/ipykernel notices about the kernel connection (e.g. no connection encryption): not the stage's
+        return not record.name.startswith(("traitlets", "jupyter_client", "ipykernel", "nbclient"))
 
 
 def _keep_failed(running: Path, failed: Path, title: str) -> None:
@@ -296,8 +329,20 @@ def main(argv: list[str] | None = None) -> None:
         os.chdir(project_root())
     if a.cmd == "run":
         import logging  # papermill logs each cell's output (log_output=True): print it, as plain lines
+        from sot.params_check import ParamsError
+
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-        run(a.name, _parse_overrides(a.p), a.output)
+        if os.environ.get("SOT_NB_VERBOSE", "") in ("", "0"):
+            for handler in logging.getLogger().handlers:
+                handler.addFilter(_QuietPapermill())
+        try:
+            run(a.name, _parse_overrides(a.p), a.output)
+        except StageFailed as e:   # the cause, last and in one line (the traceback is in the failed report)
+            print(f"[sot.nb] the traceback: {e.report}", file=sys.stderr)
+            sys.exit(f"error: {e}")
+        except (ParamsError, KeyError, FileNotFoundError) as e:
+            message = e.args[0] if isinstance(e, KeyError) and e.args else e
+            sys.exit(f"error: {a.name}: {message}")
     elif a.cmd == "sync":
         problems = sync(check=a.check)
         for p in problems:

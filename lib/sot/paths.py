@@ -26,3 +26,22 @@ def project_root(start: str | os.PathLike | None = None) -> Path:
     raise FileNotFoundError(
         f"no folder at or above {here} holds {' and '.join(ROOT_MARKERS)}: start Python (or open the notebook) "
         "inside a checkout of this project; on Colab, run the notebook's setup cell, which clones it")
+
+
+DATA_DIR_ENV = "SOT_DATA_DIR"
+
+
+def data_dir(setting: str | os.PathLike | None) -> tuple[Path | None, str]:
+    """The folder the prepare stage reads the datasets from, and where that choice came from (docs/data.md).
+
+    One precedence: $SOT_DATA_DIR when set and not empty, else `setting` (params.yaml's `data_dir`, relative to
+    the project root), else None: the Hugging Face hub datasets. An environment variable overrides the project's
+    file, as the shell's settings do for most tools; `SOT_DATA_DIR=` (empty) or unset leaves params.yaml in charge.
+    DVC does not see environment variables: after pointing SOT_DATA_DIR elsewhere, `dvc repro -f prepare`."""
+    env = os.environ.get(DATA_DIR_ENV, "")
+    if env:
+        note = f" (over data_dir: {setting} in params.yaml)" if setting is not None else ""
+        return Path(env), f"${DATA_DIR_ENV}={env}{note}"
+    if setting is not None and str(setting) != "":
+        return Path(setting), f"data_dir: {setting} in params.yaml"
+    return None, f"the Hugging Face hub (data_dir: null in params.yaml, ${DATA_DIR_ENV} unset)"

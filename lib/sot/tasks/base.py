@@ -58,6 +58,28 @@ def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path | None:
     return Path(env) if env else None
 
 
+# Each task's files under the data folder (upstream formats, as ../shared/data holds them) and its hub dataset.
+LOCAL_LAYOUT = {
+    "gsm8k": ("gsm8k/{train,test}.jsonl (GSM8K's JSON lines: question, answer)", "openai/gsm8k (main)"),
+    "math": ("math/MATH/{train,test}/<subject>/<n>.json (Hendrycks MATH) and math/math500_test.jsonl (MATH-500)",
+             "EleutherAI/hendrycks_math and HuggingFaceH4/MATH-500"),
+    "mbpp": ("mbpp/mbpp.jsonl (all 974 MBPP problems, JSON lines: text, code, task_id, test_list, ...)",
+             "google-research-datasets/mbpp (full)"),
+}
+
+
+def missing_data_message(task: str, split: str, root: Path, missing: Path) -> str:
+    """One line: what is missing, which setting chose the folder, the expected layout and both fixes."""
+    env = os.environ.get(DATA_DIR_ENV, "")
+    chosen = (f"${DATA_DIR_ENV}={env}" if env and Path(env) == Path(root)
+              else f"data_dir: {root} (params.yaml, or the folder passed to load_split)")
+    layout, hub = LOCAL_LAYOUT.get(task, (f"{task}/...", "the hub dataset"))
+    where = "the data folder itself is missing" if not Path(root).is_dir() else f"{missing} is missing"
+    return (f"{task} {split}: {where}; the folder comes from {chosen} and must hold <folder>/{layout}. Fix: point "
+            f"data_dir in params.yaml (or ${DATA_DIR_ENV}, which wins when set) at a folder with that layout, or "
+            f"set data_dir: null with ${DATA_DIR_ENV} unset to read {hub} from the Hugging Face hub (docs/data.md)")
+
+
 def seeded_subset(items: list, limit: int | None, seed: int) -> list:
     """`limit` items drawn at random with `seed`, kept in their original order; all items if limit is None."""
     if limit is None or limit >= len(items):
@@ -119,9 +141,39 @@ class Task:
         """Problems of `split`; `limit` keeps a seeded random subset in dataset order."""
         self.check_split(split)
         root = resolve_data_dir(data_dir)
-        pairs = self._local_records(split, root) if root is not None else self._hub_records(split)
+        pairs = self._local_or_explained(split, root) if root is not None else self._hub_or_explained(split)
         pairs = seeded_subset(pairs, limit, seed)
         return [self.from_record(rec, id=pid, split=split) for pid, rec in pairs]
+
+    def _local_or_explained(self, split: str, root: Path) -> list[tuple[str, dict]]:
+        """_local_records, with a missing file explained: which setting chose the folder, what it must hold, the
+        two fixes (docs/data.md)."""
+        from sot.io import MissingFileError
+
+        try:
+            return self._local_records(split, root)
+        except MissingFileError as e:
+            raise MissingFileError(missing_data_message(self.name, split, root, e.path), e.path) from None
+
+    def _hub_or_explained(self, split: str) -> list[tuple[str, dict]]:
+        """_hub_records; a failed download says why the hub was asked and what to do instead."""
+        if self.name not in LOCAL_LAYOUT:      # generated (Countdown): no download
+            return self._hub_records(split)
+        try:
+            return self._hub_records(split)
+        except Exception as e:  # datasets raises many types (offline, not found, connection): one message
+            from sot.io import DataError
+
+            offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0", "false", "False")
+            cause = (str(e).strip().splitlines() or [""])[0][:200]
+            raise DataError(
+                f"{self.name} {split}: loading {LOCAL_LAYOUT[self.name][1]} from the Hugging Face hub failed "
+                f"({type(e).__name__}: {cause}); the hub is used because data_dir is null in params.yaml and "
+                f"${DATA_DIR_ENV} is unset. Fix: "
+                + ("allow downloads (HF_HUB_OFFLINE=1 is set; `make` sets it unless you pass HF_HUB_OFFLINE=0), "
+                   if offline else "check the network and the dataset id, ")
+                + f"or point data_dir in params.yaml at a local copy laid out as <data_dir>/"
+                f"{LOCAL_LAYOUT[self.name][0]} (docs/data.md)") from None
 
     def statement(self, problem: Problem) -> str:
         """The problem as the dataset states it, without the answer-format instruction of Problem.question

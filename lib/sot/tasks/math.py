@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sot.io import DataError, iter_jsonl, read_json
+from sot.io import DataError, MissingFileError, iter_jsonl, read_json
 from sot.prompts import MATH_INSTRUCTION
 from sot.tasks import answers, authors, equivalence
 from sot.tasks.base import Grade, Problem, Task, content_id
@@ -75,8 +75,7 @@ class MATH(Task):
             return pairs
         folder = data_dir / "math" / "MATH" / ("train" if split == "train" else "test")
         if not folder.is_dir():
-            raise DataError(f"{folder}: MATH folder not found; set SOT_DATA_DIR or data_dir to the folder "
-                            "holding math/MATH/{train,test}/<subject>/<n>.json")
+            raise MissingFileError(f"{folder}: MATH folder not found", folder)
         files = sorted(folder.glob("*/*.json"), key=lambda p: (p.parent.name, int(p.stem) if p.stem.isdigit()
                                                                 else p.stem))
         pairs = []
