@@ -227,3 +227,36 @@ def test_run_many_keeps_order(mode):
     sources = [f"assert {i} % 3 != 0\n" for i in range(12)]
     results = run_many(sources, workers=4, mode=mode, timeout=SHORT, progress=True)
     assert [r.passed for r in results] == [i % 3 != 0 for i in range(12)]
+
+
+def test_hostname_is_fixed_under_bubblewrap():
+    try:
+        sandbox.launcher("bubblewrap")
+    except sandbox.SandboxUnavailable as err:
+        pytest.skip(str(err))
+    result = run("import socket\n", "bubblewrap", steps=[("call", "socket.gethostname()")])
+    assert result.steps[0].value == sandbox.launch.HOSTNAME != socket.gethostname()
+
+
+# three children of 120 MB each: 360 MB, over a 256 MB limit for the program (each alone is under it)
+CHILDREN_HOG = ("import os, time\npids = []\nfor _ in range(3):\n    pid = os.fork()\n    if pid == 0:\n"
+                "        try:\n            block = b'x' * (120 << 20)\n            time.sleep(1.0)\n"
+                "            os._exit(0)\n        except BaseException:\n            os._exit(3)\n"
+                "    pids.append(pid)\nstatuses = [os.waitstatus_to_exitcode(os.waitpid(p, 0)[1]) for p in pids]\n")
+
+
+def test_one_memory_limit_for_the_whole_program(mode):
+    result = run(CHILDREN_HOG, mode, memory_mb=256, timeout=ROOMY, steps=[("call", "statuses")])
+    if sandbox.sandbox_cgroup.support() is None:
+        assert result.memory_limit == "rlimits"
+        pytest.skip("no cgroup can be made here: memory is bounded per process only (recorded as 'rlimits')")
+    assert result.memory_limit in ("cgroup1", "cgroup2")
+    statuses = result.steps[0].value
+    assert len(statuses) == 3 and statuses.count(0) < 3, statuses  # the kernel stopped at least one child
+    assert not [d for d in glob.glob("/sys/fs/cgroup/**/sot-sandbox-%d-*" % os.getpid(), recursive=True)]
+
+
+def test_without_a_cgroup_the_verdict_says_rlimits(mode, monkeypatch):
+    monkeypatch.setattr(sandbox.sandbox_cgroup, "create", lambda *args: None)
+    result = run("x = 1\n", mode, steps=[("call", "x")])
+    assert result.passed and result.memory_limit == "rlimits" and result.steps[0].value == 1

@@ -4,6 +4,7 @@
     result = run_program(test_setup_code + code + "\\n" + "\\n".join(test_list), timeout=10)
     result.passed, result.status, result.seconds, result.output
     results = run_many(sources, workers=None)      # all cores, results in input order
+    result = run_program(code, steps=[("call", "add(2, 3)")])   # result.steps[0].value == 5 (plain data)
 
 Isolation (``isolation()`` says which one is in use; ``mode=`` forces one):
 - "bubblewrap": read-only /usr and Python prefix, nothing else of the host (no repo, no home), private
@@ -15,19 +16,27 @@ Isolation (``isolation()`` says which one is in use; ``mode=`` forces one):
   hook that refuses writes outside the temp dir, sockets, exec, ctypes and signals to foreign processes.
   The hook stops accidents, not a determined attacker; files outside stay readable.
 Both: scrubbed environment (PYTHONHASHSEED=0, so set order is reproducible), rlimits (address space
-``memory_mb``, CPU, processes incl. threads, file size, no core dumps), output read through a bounded buffer
-(the tail is kept, the rest dropped), wall-clock ``timeout``. As root, each run gets its own unused uid (the
-kernel ignores RLIMIT_NPROC for root, so only a uid of its own bounds a fork bomb); a timed-out or killed run
-is swept by that uid, otherwise by an environment marker. Programs run under ``python -S`` (no site: only the
-standard library; ``exit()``/``quit()`` do not exist). Worst case memory is ``max_processes * memory_mb``:
-there is no cgroup.
+``memory_mb`` per process, CPU, processes incl. threads, file size, no core dumps), output read through a
+bounded buffer (the tail is kept, the rest dropped), wall-clock ``timeout``. Where the machine allows it (root, or
+a delegated cgroup) each run also gets a cgroup of its own (``sot.sandbox_cgroup``: v2, else v1) that bounds the
+memory of ALL its processes together to ``memory_mb`` and their number; ``RunResult.memory_limit`` says which
+applied ("cgroup2", "cgroup1" or "rlimits", where the worst case is ``max_processes * memory_mb``). Under
+bubblewrap the hostname is "sandbox". As root, each run gets its own unused uid (the kernel ignores RLIMIT_NPROC
+for root, so only a uid of its own bounds a fork bomb); a timed-out or killed run is swept by that uid,
+otherwise by an environment marker, and its cgroup is emptied and removed. Programs run under ``python -S`` (no
+site: only the standard library; ``exit()``/``quit()`` do not exist).
 
-Passing: the runner executes the program with ``exec`` in a fresh namespace; only if that returns normally
-does it read a random per-run nonce from an inherited pipe and print it as the last line. A pass needs that
-line and exit status 0, so ``sys.exit(0)``, ``os._exit(0)``, a crash, or a printed fake success line never
-pass. Limit: the nonce never exists in the program's memory, but the pipe is an open fd of its process; code
-written to defeat this runner (list /proc/self/fd, read the pipe, print) could forge a pass, as could objects
-whose ``__eq__`` always returns True. The sandbox contains damage; it does not prove honesty.
+Verdicts: the runner executes the program with ``exec`` in a fresh namespace, then the ``steps`` it was given:
+test CALLS (``("call", "add(2, 3)")``), whose values it writes as plain data to a result pipe of their own, one
+line per step, in order (``sot.sandbox_verdict``); the caller compares them with expected values that never
+enter the sandbox (``sot.sandbox_checks``). Only when everything ran does it read a random per-run nonce from
+an inherited pipe and write it as the last line there. The program shares that process, so it can read the
+nonce pipe or write to the result pipe itself; what it cannot do is know the expected values, and objects
+whose ``==`` always answers True never reach the comparison (only builtin data is rebuilt). The nonce matters
+only for plain programs (``run_program(source)`` with asserts inside, e.g. the authors' rule, and the rare
+MBPP assert that must stay in-process): that path is forgeable by code written to defeat it and is named as
+the weaker one wherever it is used. A pass needs exit status 0, every step answered and the end line, so
+``sys.exit(0)``, ``os._exit(0)``, a crash, or a printed fake success line never pass.
 """
 from __future__ import annotations
 

@@ -9,7 +9,8 @@ An assert is parsed with ``ast`` (never run here) into a CALL (the expression th
 test, sent to the sandbox and evaluated there) and an EXPECTED value that only this process holds. Shapes:
 ``assert E == X`` (either side), ``E != X``, ``E is X`` / ``E is not X`` (X None, True or False), ``E in X`` /
 ``E not in X``, ``math.isclose(E, X, rel_tol=.., abs_tol=..)`` (either order), ``assert E`` and ``assert not E``,
-where X is trusted data: a literal (``ast.literal_eval``) or one of ``set frozenset tuple list dict sorted
+where E holds no comparison, ``and``/``or`` or ``if`` (one would be decided in the sandbox, by the program's
+objects) and X is trusted data: a literal (``ast.literal_eval``) or one of ``set frozenset tuple list dict sorted
 float int str bytes complex`` applied to literals. The comparison runs here on the value the program returned
 as plain data (``sot.sandbox_verdict``), with Python's own rules for those builtin types (``==`` between a
 list and a tuple is False, ``1 == 1.0`` is True, NaN equals nothing), so it means what the assert meant.
@@ -93,11 +94,14 @@ def parse_test(source: str) -> Check:
     def segment(node):
         return "(" + ast.get_source_segment(source, node) + ")"
 
+    def decides(node):  # a comparison inside the call would be decided in the sandbox, by the program's objects
+        return any(isinstance(n, (ast.Compare, ast.BoolOp, ast.IfExp)) for n in ast.walk(node))
+
     if isinstance(test, ast.Compare) and len(test.ops) == 1 and type(test.ops[0]) in _COMPARE:
         op, left, right = _COMPARE[type(test.ops[0])], test.left, test.comparators[0]
         if op in ("==", "!=") and _trusted(left) and not _trusted(right):
             left, right = right, left
-        if _trusted(left) or not _trusted(right):
+        if _trusted(left) or not _trusted(right) or decides(left):
             return weak
         expected = trusted_value(right)
         if op in ("is", "is not") and not any(expected is s for s in _SINGLETONS):
@@ -107,14 +111,14 @@ def parse_test(source: str) -> Check:
         first, second = test.args
         if _trusted(first) and not _trusted(second):
             first, second = second, first
-        if _trusted(first) or not _trusted(second) or not all(
+        if _trusted(first) or not _trusted(second) or decides(first) or not all(
                 k.arg in ("rel_tol", "abs_tol") and _trusted(k.value) for k in test.keywords):
             return weak
         options = {k.arg: trusted_value(k.value) for k in test.keywords}
         return Check(source, segment(first), "isclose", trusted_value(second), options)
     if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not) and not _trusted(test.operand):
-        return Check(source, segment(test.operand), "falsy")
-    if not _trusted(test):
+        return weak if decides(test.operand) else Check(source, segment(test.operand), "falsy")
+    if not _trusted(test) and not decides(test):
         return Check(source, segment(test), "truthy")
     return weak
 
