@@ -4,7 +4,9 @@
     python bench/bench_sandbox.py --all           # all 974 (also lists the references that fail)
 
 ``main()`` returns one dict per row and prints a markdown table. Startup rows time one trivial program at a
-time (workers=1) to show the fixed cost per program: interpreter start, bubblewrap, fork, nonce.
+time (workers=1) to show the fixed cost per program: interpreter start, bubblewrap, cgroup, fork, nonce. Two
+grading paths per mode: "asserts in-process" (the program holds the asserts: ``build_program``) and "calls
+checked by the grader" (what ``MBPP.verdicts`` runs: the calls' values come back and are compared here).
 """
 from __future__ import annotations
 
@@ -42,20 +44,37 @@ def reference_programs(path: Path) -> list[tuple[int, str]]:
     return programs
 
 
+def checked_programs(path: Path) -> dict[int, tuple[str, list, list]]:
+    """task_id -> (setup, steps, checks): the reference as MBPP.verdicts runs it."""
+    from sot.sandbox_checks import parse_tests
+    from sot.tasks.mbpp import build_setup
+
+    found = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            record = json.loads(line)
+            checks = parse_tests(record["test_list"])
+            found[record["task_id"]] = (build_setup(record, record["code"].replace("\r\n", "\n")),
+                                        [c.step() for c in checks], checks)
+    return found
+
+
 def cpu_seconds() -> float:
     """CPU time of this process and every finished descendant (the sandboxes), user + system."""
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def throughput(sources: list[str], mode: str, workers: int, repeats: int, timeout: float) -> dict:
+def throughput(sources: list[str], mode: str, workers: int, repeats: int, timeout: float,
+               steps: list | None = None) -> dict:
     """Median programs/s (wall clock) and CPU ms per program over ``repeats`` runs of all ``sources``,
     after one warm-up pass over 20 of them. CPU time does not depend on what else the machine is running."""
-    sandbox.run_many(sources[:20], workers=workers, mode=mode, timeout=timeout)
+    sandbox.run_many(sources[:20], workers=workers, mode=mode, timeout=timeout,
+                     steps=steps[:20] if steps else None)
     rates, cpu_ms, results = [], [], []
     for _ in range(repeats):
         start, cpu = time.perf_counter(), cpu_seconds()
-        results = sandbox.run_many(sources, workers=workers, mode=mode, timeout=timeout)
+        results = sandbox.run_many(sources, workers=workers, mode=mode, timeout=timeout, steps=steps)
         rates.append(len(sources) / (time.perf_counter() - start))
         cpu_ms.append(1000 * (cpu_seconds() - cpu) / len(sources))
     return {"rate": statistics.median(rates), "cpu_ms": statistics.median(cpu_ms), "results": results}
@@ -85,8 +104,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--workers", type=int, default=os.cpu_count())
     parser.add_argument("--timeout", type=float, default=10.0)
     parser.add_argument("--modes", nargs="+", default=["bubblewrap", "rlimits"])
+    parser.add_argument("--paths", nargs="+", default=["checked", "in-process"], choices=["checked", "in-process"])
     parser.add_argument("--out", type=Path, help="also write the rows as JSON here")
     args = parser.parse_args(argv)
+    checked = checked_programs(args.mbpp) if "checked" in args.paths else {}
 
     programs = reference_programs(args.mbpp)
     if not args.all:
@@ -105,17 +126,31 @@ def main(argv: list[str] | None = None) -> list[dict]:
         rows.append({"what": "trivial program, one at a time", "mode": mode, "workers": 1, "programs": 1,
                      "programs/s": None, "ms/program": round(startup_ms(mode), 1), "cpu ms/program": None,
                      "idle-core bound": None, "failed refs": None})
-        measured = throughput(sources, mode, args.workers, args.repeats, args.timeout)
-        failed = [(task_id, r.status) for (task_id, _), r in zip(programs, measured["results"]) if not r.passed]
-        rows.append({"what": f"MBPP references ({'all' if args.all else 'subset'})", "mode": mode,
-                     "workers": args.workers, "programs": len(sources),
-                     "programs/s": round(measured["rate"], 1),
-                     "ms/program": round(1000 * args.workers / measured["rate"], 1),
-                     "cpu ms/program": round(measured["cpu_ms"], 1),
-                     "idle-core bound": round(1000 * args.workers / measured["cpu_ms"], 1),
-                     "failed refs": failed})
+        for path in args.paths:
+            if path == "in-process":
+                measured = throughput(sources, mode, args.workers, args.repeats, args.timeout)
+                failed = [(task_id, r.status) for (task_id, _), r in zip(programs, measured["results"])
+                          if not r.passed]
+            else:
+                from sot.sandbox_checks import judge
+
+                plans = [checked[task_id] for task_id, _ in programs]
+                measured = throughput([p[0] for p in plans], mode, args.workers, args.repeats, args.timeout,
+                                      steps=[p[1] for p in plans])
+                verdicts = [judge(p[2], r) for p, r in zip(plans, measured["results"])]
+                failed = [(task_id, v[1]["failed"]) for (task_id, _), v in zip(programs, verdicts) if not v[0]]
+            label = "asserts in-process" if path == "in-process" else "calls checked by the grader"
+            rows.append({"what": f"MBPP references ({'all' if args.all else 'subset'}), {label}", "mode": mode,
+                         "workers": args.workers, "programs": len(sources),
+                         "programs/s": round(measured["rate"], 1),
+                         "ms/program": round(1000 * args.workers / measured["rate"], 1),
+                         "cpu ms/program": round(measured["cpu_ms"], 1),
+                         "idle-core bound": round(1000 * args.workers / measured["cpu_ms"], 1),
+                         "failed refs": failed})
+    from sot import sandbox_cgroup
+
     print(f"\nmachine: {platform.node()} {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; "
-          f"python {python}\n")
+          f"python {python}; memory limit: {sandbox_cgroup.support() or 'rlimits'}\n")
     print("| what | mode | workers | programs | programs/s | wall ms/program/core | CPU ms/program | "
           "programs/s if the cores were idle | failed references |")
     print("|---|---|---|---|---|---|---|---|---|")

@@ -166,7 +166,8 @@ def _run(how: Launcher, source: str, limits: Limits, steps: tuple = ()) -> RunRe
     source_fd = os.memfd_create("sot-program")
     nonce_read, nonce_write = os.pipe()
     result_read, result_write = os.pipe()
-    proc = None
+    go_read, go_write = os.pipe() if group else (-1, -1)
+    proc, joined = None, False
     try:
         _write_all(source_fd, marshal.dumps((source, tuple(steps))))
         os.lseek(source_fd, 0, os.SEEK_SET)
@@ -176,18 +177,27 @@ def _run(how: Launcher, source: str, limits: Limits, steps: tuple = ()) -> RunRe
             os.chown(workdir, uid, uid)
         command = how.command(uid, source_fd, result_write, nonce_read, limits)
         proc = subprocess.Popen(
-            group.wrap(command) if group else command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, pass_fds=(how.code_fd(), source_fd, result_write, nonce_read),
-            cwd=workdir or "/", env=launch.environment(workdir or launch.SANDBOX_DIR, marker),
-            start_new_session=True)
-        for fd in (source_fd, nonce_read, result_write):
-            os.close(fd)
-        source_fd = nonce_read = result_write = -1
+            group.wrap(command) if group else command, stdin=go_read if group else subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, pass_fds=(how.code_fd(), source_fd, result_write,
+                                                                         nonce_read), cwd=workdir or "/",
+            env=launch.environment(workdir or launch.SANDBOX_DIR, marker), start_new_session=True)
+        for fd in (source_fd, nonce_read, result_write, go_read):
+            if fd >= 0:
+                os.close(fd)
+        source_fd = nonce_read = result_write = go_read = -1
+        if group:  # the wrapper waits: join it to its cgroup, then let it exec the runner
+            joined = group.join(proc.pid)
+            try:
+                os.write(go_write, b"\n")
+            except OSError:
+                pass  # the wrapper is gone already: _collect sees it exit
+            os.close(go_write)
+            go_write = -1
         output, results, timed_out, clean = _collect(proc, result_read, start + limits.timeout, limits.output_limit)
         if timed_out or not clean or proc.returncode < 0:
             _kill(proc, uid, marker)
     finally:
-        for fd in (source_fd, nonce_read, result_write, result_read):
+        for fd in (source_fd, nonce_read, result_write, result_read, go_read, go_write):
             if fd >= 0:
                 os.close(fd)
         if proc is not None:
@@ -201,7 +211,7 @@ def _run(how: Launcher, source: str, limits: Limits, steps: tuple = ()) -> RunRe
             launch.remove_tree(workdir)
         if uid >= 0:
             _uids.release(uid)
-    memory = group.kind if group else "rlimits"
+    memory = group.kind if joined else "rlimits"
     return _classify(proc.returncode, output, results, len(steps), nonce, timed_out, clean,
                      time.monotonic() - start, memory, oom)
 

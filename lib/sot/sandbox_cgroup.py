@@ -2,14 +2,17 @@
 
     how = sot.sandbox_cgroup.support()        # "cgroup2", "cgroup1" or None (probed once per process)
     group = sot.sandbox_cgroup.create(memory_bytes, max_pids)   # None when no cgroup can be made here
-    command = group.wrap(command)             # the started process joins the group before it execs
+    go_read, go_write = os.pipe()
+    proc = subprocess.Popen(group.wrap(command), stdin=go_read, ...)   # waits for "go" on its stdin
+    joined = group.join(proc.pid); os.write(go_write, b"\n")   # then it execs ``command``, inside the group
     ...; group.remove()                       # kills whatever is left inside, then deletes the group
 
 cgroup v2 where the machine lets us create a child of our own cgroup with the memory and pids controllers
 (as root, or under a delegated cgroup); else cgroup v1's memory and pids hierarchies (hybrid machines, e.g.
 this project's CI box); else nothing, and ``sot.sandbox`` keeps its per-process rlimits only (the verdict
-records which applied). The process joins its group through ``/bin/sh`` writing its own pid (``$$``) to the
-group's ``cgroup.procs`` and then exec-ing the real command, so nothing it starts is ever outside the group.
+records which applied). The process starts as ``/bin/sh`` blocked on a pipe; the caller writes its pid to the
+group's ``cgroup.procs`` files, then says "go", and the shell execs the real command, so nothing it starts is
+ever outside the group. (The caller moves it: a process that moves itself waits ~10 ms for the kernel.)
 """
 from __future__ import annotations
 
@@ -22,8 +25,8 @@ import time
 from dataclasses import dataclass
 
 _counter = itertools.count()
-JOIN = 'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 125; shift; n=$((n-1)); done; exec "$@"'
-JOIN_FAILED = 125  # exit status of the wrapper when the process could not join its group
+WAIT_FOR_GO = 'read go || exit 125; exec "$@" </dev/null'  # its stdin is the go pipe (dash takes fds 0-9 only)
+GO_MISSING = 125  # exit status of the wrapper when the caller closed the pipe without saying "go"
 
 
 def _mounts() -> list[tuple[str, str, set[str]]]:
@@ -99,9 +102,18 @@ class Group:
     dirs: tuple[str, ...]
 
     def wrap(self, command: list[str]) -> list[str]:
-        """``command`` started so that its process joins this group before it runs anything else."""
-        procs = [os.path.join(d, "cgroup.procs") for d in self.dirs]
-        return ["/bin/sh", "-c", JOIN, "sh", str(len(procs)), *procs, *command]
+        """``command``, started (with stdin /dev/null) only once a line arrives on the wrapper's stdin: the
+        caller ``join``s the wrapper's pid to this group first."""
+        return ["/bin/sh", "-c", WAIT_FOR_GO, "sh", *command]
+
+    def join(self, pid: int) -> bool:
+        """Move process ``pid`` into this group (all hierarchies); False when the kernel refused."""
+        try:
+            for d in self.dirs:
+                _write(os.path.join(d, "cgroup.procs"), str(pid))
+            return True
+        except OSError:
+            return False
 
     def pids(self) -> set[int]:
         found = set()
