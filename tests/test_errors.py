@@ -154,3 +154,21 @@ def test_a_failing_cell_ends_with_its_error_in_one_line_and_keeps_the_traceback_
     assert "Traceback" in failed.read_text() or "ValueError" in failed.read_text()
     chatty = run_stage(root, verbose=True)                  # SOT_NB_VERBOSE=1: papermill's cell log is back
     assert "Executing Cell" in chatty.stderr
+
+
+def test_known_harmless_library_warnings_are_dropped_and_useful_ones_kept():
+    import warnings
+
+    from sot.nb import quiet_known_warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        quiet_known_warnings()
+        warnings.warn("`gradient_checkpointing` is deprecated and will be removed in v6. Use "
+                      "`activation_checkpointing` instead.", FutureWarning)
+        warnings.warn("`is_gradient_checkpointing` is deprecated and will be removed in v6. Use "
+                      "`is_activation_checkpointing` instead.", FutureWarning)
+        warnings.warn("sft G: 2 of 8 examples longer than max_length=512 were truncated (trained without their end "
+                      "token)", UserWarning)
+        warnings.warn("something else is deprecated", FutureWarning)
+    assert [str(w.message)[:20] for w in caught] == ["sft G: 2 of 8 exampl", "something else is de"]

@@ -268,7 +268,24 @@ def setup(seed: int | None = None) -> None:
         print(f"working directory: {root} (the project root)")
     progress.use_text_bars_everywhere()
     print(f"progress bars: {progress.mode()}")
+    quiet_known_warnings()
     banner(seed)
+
+
+# Library warnings a reader cannot act on, left out of the reports and logs: transformers' own deprecations that TRL
+# triggers inside the Trainer (the 08_sft report showed them six times). Warnings about the run itself stay, e.g.
+# sot.sft.data's "examples longer than max_length ... without their end token".
+KNOWN_HARMLESS = (
+    (FutureWarning, r"`(is_)?gradient_checkpointing` is deprecated and will be removed in v6"),
+)
+
+
+def quiet_known_warnings() -> None:
+    """Ignore the KNOWN_HARMLESS warnings in this process (notebooks call it through `setup`)."""
+    import warnings
+
+    for category, message in KNOWN_HARMLESS:
+        warnings.filterwarnings("ignore", message=message, category=category)
 
 
 def banner(seed: int | None = None) -> None:
