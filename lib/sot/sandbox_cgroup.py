@@ -180,7 +180,24 @@ def _parents() -> tuple[str, tuple[str, ...]] | None:
     return None
 
 
+def _remove_stale(parents: tuple[str, ...]) -> None:
+    """Delete the (empty) groups that runs of processes no longer alive left behind (a killed grader)."""
+    for parent in parents:
+        try:
+            names = [n for n in os.listdir(parent) if n.startswith("sot-sandbox-")]
+        except OSError:
+            continue
+        for name in names:
+            pid = name.split("-")[2]
+            if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+                try:
+                    os.rmdir(os.path.join(parent, name))
+                except OSError:
+                    pass
+
+
 def _probe(kind: str, parents: tuple[str, ...]) -> bool:
+    _remove_stale(parents)
     try:
         group = _make(kind, parents, 64 << 20, 8)
     except OSError:
