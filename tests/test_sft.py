@@ -165,6 +165,37 @@ def test_full_sft_lowers_loss_and_learns_to_stop(tiny_model, tmp_path):
     assert tok.decode(generated[:generated.index(tok.eos_token_id)]) == completion
 
 
+def test_precision_and_end_token_switches_are_checked_and_resolved(tok):
+    from sot.sft.config import resolve_bf16, resolve_model_dtype
+    pure = SFTConfig(model="m", method="full", precision="pure_bf16")
+    assert resolve_model_dtype(pure, resolve_bf16(pure)) == "bfloat16" and resolve_bf16(pure) is True
+    mixed = SFTConfig(model="m", method="full", bf16=True)
+    assert resolve_model_dtype(mixed, resolve_bf16(mixed)) == "float32"          # master weights stay float32
+    with pytest.raises(ValueError, match="pure_bf16.*model_dtype='float32'"):
+        SFTConfig(model="m", precision="pure_bf16", model_dtype="float32")
+    with pytest.raises(ValueError, match="SFTConfig.precision"):
+        SFTConfig(model="m", precision="bf16")
+    with pytest.raises(ValueError, match="learn_end_token"):
+        SFTConfig(model="m", learn_end_token="no")
+    record = {"id": "q", "prompt": "What is 2+3?", "completion": " 5"}
+    without = build_dataset([record], tok, "plain", 64, end_token=False).examples[0]
+    assert labelled(without) == tok(" 5", add_special_tokens=False).input_ids    # nothing after the completion
+    assert labelled(build_dataset([record], tok, "plain", 64).examples[0])[-1] == tok.eos_token_id
+
+
+def test_a_student_trained_without_the_end_token_does_not_stop(tiny_model, tmp_path):
+    """sft.learn_end_token false (the authors' setup): the same run as test_full_sft_lowers_loss_and_learns_to_stop
+    memorises the completion but never emits EOS after it; only a stop string could end its output."""
+    completion = " 3+4=7. The answer is 7."
+    records = [{"id": "p0", "prompt": "Tom has 3 apples and gets 4 more. How many?", "completion": completion}]
+    cfg = SFTConfig(model=tiny_model, method="full", lr=1e-2, lr_scheduler="constant", budget="steps",
+                    budget_value=30, per_device_batch_size=1, logging_steps=5, learn_end_token=False)
+    train(records, cfg, tmp_path / "no-end", render=render)
+    model, tok = load_trained(tmp_path / "no-end")
+    generated = _greedy(model, tok, render(records[0]["prompt"], "plain"), n=40)
+    assert tok.decode(generated).startswith(completion) and tok.eos_token_id not in generated
+
+
 def test_lora_trains_and_saves_an_adapter(tiny_model, tmp_path):
     records = [{"id": "a", "prompt": "Say hi.", "completion": " hi there"}]
     cfg = SFTConfig(model=tiny_model, method="lora", lora_r=8, lora_alpha=16, lr=5e-3, budget="steps",

@@ -128,9 +128,10 @@ def train(records: list[dict], cfg: SFTConfig, out_dir, val_records: list[dict] 
     if cfg.checkpoint == "best_val" and not val_records:
         raise ValueError("SFTConfig.checkpoint='best_val' needs a validation split: set eval_fraction > 0 "
                          "or pass val_records")
-    train_set = build_dataset(records, tokenizer, cfg.style, cfg.max_length, render, where="train records")
-    val_set = (build_dataset(val_records, tokenizer, cfg.style, cfg.max_length, render, where="validation records")
-               if val_records else None)
+    train_set = build_dataset(records, tokenizer, cfg.style, cfg.max_length, render, where="train records",
+                              end_token=cfg.learn_end_token)
+    val_set = (build_dataset(val_records, tokenizer, cfg.style, cfg.max_length, render, where="validation records",
+                             end_token=cfg.learn_end_token) if val_records else None)
     plan = plan_steps(train_set.token_counts, cfg, state.num_processes)
     bf16 = resolve_bf16(cfg)
     model_dtype = resolve_model_dtype(cfg, bf16)

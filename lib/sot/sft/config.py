@@ -11,6 +11,18 @@ one may be short) grouped into steps_per_epoch = ceil(micro-batches / grad_accum
   tokens / steps_per_epoch. Every set then sees about the same number of tokens whatever its size (the
   token-matched control the paper's critics asked for); the realised count is off by less than about one step's worth.
 ``max_steps``, when set, caps the steps of the "epochs" and "tokens" budgets (smoke runs).
+
+Two switches reproduce the paper authors' training setup when asked (both off by default):
+- ``precision="pure_bf16"``: the model is loaded in bfloat16 and trained with bf16 on, so weights, gradients and
+  AdamW states are bfloat16 (their script). An update smaller than half a bf16 step of its weight rounds away:
+  one AdamW step at lr 1e-6 (weight decay 0.05, 8 MBPP traces) changed 0.39 % of SmolLM2-135M's weight elements
+  in pure bf16 against 99.6 % with float32 master weights, and moved 0.38 % of the intended update; 1.8 % at lr
+  1e-5, 14 % at lr 1e-4 (bench/pure_bf16_updates.py, 2 CPU cores, 2026-12-08). ``"mixed"`` keeps float32 master
+  weights for full fine-tuning (``resolve_model_dtype``).
+- ``learn_end_token=False``: no example ends with the end token (theirs: pad = EOS and the collator masks pad
+  labels, so EOS is never learned); the student then never learns to stop and its output ends only at a stop
+  string or the length limit (tests/test_sft.py: the tiny model, 30 steps on one trace, writes the trace and
+  goes on past it instead of emitting EOS).
 """
 from __future__ import annotations
 
@@ -24,6 +36,7 @@ CHECKPOINTS = ("final", "best_val")
 BACKENDS = ("auto", "trl", "unsloth")
 STYLES = ("plain", "chat", "authors", "authors-4shot")   # sot.prompts.STYLES
 DTYPES = ("auto", "float32", "bfloat16")
+PRECISIONS = ("mixed", "pure_bf16")
 LLAMA_LIKE_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 # The authors' published settings (full fine-tuning with TRL). Effective batch 64 = 8 per device x accumulation,
@@ -61,6 +74,10 @@ class SFTConfig:
     bf16: bool | str = "auto"                   # "auto": bf16 autocast only where CUDA supports it
     model_dtype: str = "auto"                   # weights: "auto" = bfloat16 for LoRA with bf16, else float32 (master weights)
     save_dtype: str = "auto"                    # full models: "auto" = bfloat16 when training in bf16, else float32
+    # "mixed": bf16/model_dtype above (float32 master weights for full fine-tuning); "pure_bf16": the authors' setup,
+    # weights and AdamW states in bfloat16 with bf16 on (at lr 1e-6 most updates round away: sot.sft.config docs)
+    precision: str = "mixed"
+    learn_end_token: bool = True                # False: the authors' setup, no end token is appended or learned
     gradient_checkpointing: bool = False
     seed: int = 42
     budget: str = "epochs"                      # "epochs" | "steps" | "tokens"
@@ -77,11 +94,17 @@ class SFTConfig:
         self.target_modules = tuple(self.target_modules)
         for name, allowed in (("method", METHODS), ("budget", BUDGETS), ("checkpoint", CHECKPOINTS),
                               ("backend", BACKENDS), ("style", STYLES), ("model_dtype", DTYPES),
-                              ("save_dtype", DTYPES)):
+                              ("save_dtype", DTYPES), ("precision", PRECISIONS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"SFTConfig.{name}={getattr(self, name)!r}: expected one of {allowed}")
         if self.bf16 not in (True, False, "auto"):
             raise ValueError(f"SFTConfig.bf16={self.bf16!r}: expected true, false or 'auto'")
+        if self.precision == "pure_bf16" and (self.model_dtype == "float32" or self.bf16 is False):
+            raise ValueError(f"SFTConfig.precision='pure_bf16' trains bfloat16 weights with bf16 on, but model_dtype="
+                             f"{self.model_dtype!r} and bf16={self.bf16!r} ask otherwise; set model_dtype auto and "
+                             "bf16 auto or true (params.yaml sft), or precision: mixed")
+        if not isinstance(self.learn_end_token, bool):
+            raise ValueError(f"SFTConfig.learn_end_token={self.learn_end_token!r}: expected true or false")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"SFTConfig.warmup_ratio={self.warmup_ratio}: expected a fraction in [0, 1)")
         if not 0 <= self.eval_fraction < 1:
@@ -114,15 +137,20 @@ class SFTConfig:
 
 
 def resolve_bf16(cfg: SFTConfig) -> bool:
-    """bf16 autocast: as asked, or (auto) only where a CUDA device supports it."""
+    """bf16 autocast: as asked, or (auto) only where a CUDA device supports it; always for precision pure_bf16."""
     from sot.precision import cuda_has_bf16, training_bf16
+    if cfg.precision == "pure_bf16":
+        return training_bf16(True)
     if cfg.bf16 != "auto":
         return training_bf16(bool(cfg.bf16))    # a GPU without native bf16 trains in fp32, said once
     return cuda_has_bf16()
 
 
 def resolve_model_dtype(cfg: SFTConfig, bf16: bool) -> str:
-    """LoRA keeps a frozen base in bf16; full fine-tuning keeps float32 master weights (lr 1e-6 updates vanish in bf16)."""
+    """LoRA keeps a frozen base in bf16; full fine-tuning keeps float32 master weights (lr 1e-6 updates vanish in
+    bf16), unless precision is pure_bf16 (the authors' setup: bfloat16 weights, so the optimizer's states are too)."""
+    if cfg.precision == "pure_bf16":
+        return "bfloat16"
     if cfg.model_dtype != "auto":
         return cfg.model_dtype
     return "bfloat16" if (cfg.method == "lora" and bf16) else "float32"

@@ -104,18 +104,20 @@ def _texts(record: dict, style: str, tokenizer, render, index: int, where: str, 
 
 
 def build_dataset(records: list[dict], tokenizer, style: str, max_length: int,
-                  render: Callable[[str, str, object], str] | None = None, where: str = "records") -> TokenizedSet:
+                  render: Callable[[str, str, object], str] | None = None, where: str = "records",
+                  end_token: bool = True) -> TokenizedSet:
     """Render every record's prompt (sot.prompts.render) and build its example; validates records first.
     The completion is put in the style's format first (sot.prompts.adapt_completion: as is for plain and chat).
 
-    A record for which `is_truncated` holds gets no end token (counted in n_unterminated)."""
+    A record for which `is_truncated` holds gets no end token (counted in n_unterminated). end_token=False: no
+    record gets one (sft.learn_end_token false, the authors' setup: the model never learns to stop)."""
     check_records(records, where)
     encoder = Encoder(tokenizer, token_style(style))
     out = TokenizedSet(examples=[])
     for i, record in enumerate(records):
         finished = not is_truncated(record)
         prompt_ids, completion_ids = encoder.example(*_texts(record, style, tokenizer, render, i, where, finished),
-                                                     finished)
+                                                     finished and end_token)
         if len(prompt_ids) >= max_length or not completion_ids:   # no completion token left to learn or score
             out.n_dropped += 1
             continue
