@@ -43,6 +43,7 @@ RULES = {
     "evaluate.backend": ("choice", ("auto", "transformers", "vllm")), "evaluate.dtype": ("choice", DTYPES),
     "evaluate.max_new_tokens": ("int_or", 1, ("auto", "authors")), "evaluate.batch_size": ("int", 1, False),
     "evaluate.shard_size": ("int", 1, False), "evaluate.n_boot": ("int", 0, False),
+    "evaluate.min_adapter_kept": ("float", 0, 1, True), "sft.max_epochs": ("float", 1e-9, None, True),
     "figures.dpi": ("int", 1, False), "figures.n_perm": ("int", 1, False),
 }
 
