@@ -45,7 +45,7 @@ sets = ['H', 'G', 'W', 'P', 'F50', 'F100']
 seed = 42
 batch_size = 8
 max_length = 512
-max_new_tokens = 160
+max_new_tokens = 'auto'
 dtype = 'bfloat16'
 shard_size = 64
 
@@ -102,6 +102,23 @@ problems = load_problems(task, "train")
 print(f"student {student} = {model} ({style} style); {len(problems)} training problems of {task}")
 pd.DataFrame([{"set": s, "records": len(r), "cut by the generation limit (no end token)": sum(map(is_truncated, r))}
               for s, r in records.items()]).set_index("set")
+
+# %% [markdown]
+# ## The decoding cap covers every training completion
+# The student's own samples are the reference point the sets are compared with; cutting them shorter than the
+# sets' completions would compare a half-written sample with whole traces. `max_new_tokens` must be at least
+# the longest completion of any set (in the student's tokens, with its end token), or the stage stops here.
+
+# %%
+from transformers import AutoTokenizer
+
+from sot.instrument import decoding_cap, longest_completion
+from sot.models import resolve
+
+student_tokenizer = AutoTokenizer.from_pretrained(resolve(model))
+longest = {s: longest_completion(r, student_tokenizer) for s, r in records.items() if r}
+max_new_tokens = decoding_cap(max_new_tokens, longest, "distance.max_new_tokens")   # "auto": the longest
+print(f"max_new_tokens = {max_new_tokens}; longest completion per set: {longest}")
 
 # %% [markdown]
 # ## The reference point: the student's own greedy samples (resumable)

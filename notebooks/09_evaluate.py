@@ -27,7 +27,7 @@
 #   **Out:** `data/evaluate/<task>-<student>/<set>.jsonl` for `base` and every set (one row per problem: output,
 #   both verdicts, tokens, finish reason) and `metrics/evaluate/<task>-<student>/<set>.json`.
 # - **Matters:** `max_new_tokens` (an output cut there usually has no final answer: it counts as wrong under the
-#   strict rule), `backend` (`auto`: vLLM on a CUDA GPU, else transformers), `dtype` (bfloat16 decoded MBPP twice as fast as
+#   strict rule; `authors`: the paper authors' limit of the task, 2048 MATH/GSM8K, 4096 Countdown, 1024 MBPP), `backend` (`auto`: vLLM on a CUDA GPU, else transformers), `dtype` (bfloat16 decoded MBPP twice as fast as
 #   float32 on 2 CPU cores, with the same 2 of 32 correct: README), `batch_size`, `n_boot` (> 0 adds a
 #   percentile bootstrap to the metrics; nothing uses it).
 # - **Resumable:** shards of `shard_size` problems under `data/.cache/evaluate/<task>-<student>-<set>/`, keyed by
@@ -48,11 +48,12 @@ sets = ['H', 'G', 'W', 'P', 'F50', 'F100']
 models = {'smollm2-135m': {'ref': 'smollm2-135m-instruct', 'style': 'chat'}, 'qwen2.5-coder-0.5b': {'ref': 'qwen2.5-coder-0.5b-instruct', 'style': 'chat'}, 'qwen2.5-coder-1.5b': {'ref': 'qwen2.5-coder-1.5b-instruct', 'style': 'chat'}, 'qwen2.5-1.5b': {'ref': 'Qwen/Qwen2.5-1.5B', 'style': 'plain'}, 'gemma-2-2b': {'ref': 'google/gemma-2-2b', 'style': 'plain'}, 'llama-3.1-8b': {'ref': 'meta-llama/Llama-3.1-8B', 'style': 'plain'}, 'gemma-2-27b-it': {'ref': 'google/gemma-2-27b-it', 'style': 'chat'}}
 seed = 42
 backend = 'auto'
-max_new_tokens = 160
-dtype = 'bfloat16'
+max_new_tokens = 'auto'
+dtype = 'float32'
 batch_size = 10
 shard_size = 64
 n_boot = 0
+min_adapter_kept = 0.95
 
 # %%
 # Setup. On Colab only: clone this repository, install it and the offline models this notebook uses
@@ -118,6 +119,26 @@ def student_weights(models: dict, student: str, task: str, set_name: str) -> tup
     return str(trained), None
 
 
+def adapter_kept(llm, path: str, adapter: str, problems, style: str, n_prompts: int = 4) -> dict:
+    """sot.fidelity's kept fraction for the model this backend decodes with (transformers: the merged model;
+    vLLM applies LoRA unmerged in its own kernels: measured only in float32 terms, see the error below)."""
+    from sot import fidelity
+    from sot.evaluate import build_prompts
+    from sot.llm.base import render
+
+    inner = getattr(llm, "model", None)
+    if inner is None or not hasattr(inner, "forward"):
+        if llm.info().get("dtype") != "float32":
+            raise ValueError(f"{llm.name} backend with a LoRA adapter in {llm.info().get('dtype')}: its kept share "
+                             "of the adapter's effect cannot be measured here; set evaluate.dtype: float32 in "
+                             "params.yaml (or evaluate.backend: transformers)")
+        return {"kept": None, "note": f"{llm.name}: adapter applied unmerged in float32 (not measured)",
+                "dtype": "float32"}
+    prompts, _ = build_prompts(get_task(task), problems[:n_prompts], style)
+    texts = [render(llm.tokenizer, p) for p in prompts]
+    return fidelity.measure(path, adapter, inner, llm.dtype, texts, device=llm.device)
+
+
 group = group_name(task, student)
 model, style = model_and_style(models, student)
 styles.require_chat_template(student, model, style)
@@ -125,6 +146,27 @@ problems = load_problems(task, "test")
 plan = {s: student_weights(models, student, task, s) for s in ["base", *sets]}   # every model exists, or stop here
 pd.DataFrame([{"set": s, "weights": w[0] if w else "—", "LoRA adapter": (w[1] or "—") if w else "—",
                "evaluated": w is not None} for s, w in plan.items()]).set_index("set")
+
+# %% [markdown]
+# ## The instrument: the cap covers what was trained, the evaluated model is the trained one
+# Two checks before any decoding. **The cap:** `max_new_tokens` must be at least the longest completion any set
+# was trained on (student tokens, with the end token, from each model's `train_summary.json`); a lower cap cuts
+# the sets with long traces (the teacher's) mid-answer. **The adapter's effect:** before each fine-tuned model
+# decodes, its next-token log-probabilities on four test prompts are compared with the unmerged float32 adapter's
+# (`sot.fidelity`): the share of the adapter's effect the evaluated model keeps must reach `min_adapter_kept`.
+# bf16 kept 77-89 % of the demo adapters' effect; float32 keeps all of it.
+
+# %%
+from sot.instrument import check_kept, decoding_cap, trained_longest
+from sot.sft import SUMMARY_FILE
+
+longest = trained_longest({s: sft_dir(task, student, s) / SUMMARY_FILE for s, w in plan.items()
+                           if w is not None and s != "base" and (sft_dir(task, student, s) / SUMMARY_FILE).exists()})
+from sot.authors_style import generation_limit
+
+max_new_tokens = generation_limit(max_new_tokens, task)   # "authors": the authors' limit of this task (paper preset)
+max_new_tokens = decoding_cap(max_new_tokens, longest, "evaluate.max_new_tokens")   # "auto": the longest
+print(f"max_new_tokens = {max_new_tokens}; longest training completion per set: {longest or 'none recorded'}")
 
 # %% [markdown]
 # ## Greedy decoding and grading (resumable), one model at a time
@@ -142,10 +184,17 @@ for set_name, weights in plan.items():
         print(f"{name}: {path}" + (f" + LoRA adapter {adapter}" if adapter else "")
               + f" ({style} style) on {len(problems)} test problems of {task}")
         llm = get_backend(backend, path, adapter=adapter, **backend_options(backend, batch_size, dtype=dtype))
+        effect = adapter_kept(llm, path, adapter, problems, style) if adapter else None
+        if effect is not None:
+            print(f"  keeps {effect['kept']:.1%} of its adapter's effect (cosine {effect['cosine']:.4f}; "
+                  f"{effect['dtype']}, {effect['n_positions']} positions)" if effect.get("kept") is not None
+                  else f"  adapter effect: {effect.get('note')}")
+            check_kept(effect, min_adapter_kept, name, effect["dtype"])
         llm = resumable(llm, cache_dir("evaluate", name), shard_size)
         rows, summary = evaluate(get_task(task), problems, llm, style=style, max_new_tokens=max_new_tokens,
                                  batch_size=None, n_boot=n_boot, seed=seed)   # the wrapper cuts the shards
-        summary.update(student=student, set=set_name, model=path, adapter=adapter,
+        summary.update(student=student, set=set_name, model=path, adapter=adapter, adapter_effect=effect,
+                       max_new_tokens=max_new_tokens, n_cut=summary["n_truncated"],
                        resume={k: llm.last_stats[k] for k in ("resumed_shards", "new_shards", "shard_folder")})
         done = llm.last_stats   # what this run decoded itself (a resumed run decodes only the missing shards)
         print(f"  {summary['n_correct']}/{len(rows)} correct (strict); decoded now: {done['generated_tokens']} tokens "

@@ -161,9 +161,12 @@ else:
 # on the same training problems.
 
 # %%
+from sot import training_table
+
 teacher_student = report.teacher_student_table(tasks, students)
 table = report.write_table(acc, trend, skipped, FIGURES, teacher_student=teacher_student,
-                           shortfalls=report.mixture_shortfalls(tasks, sets))
+                           shortfalls=report.mixture_shortfalls(tasks, sets),
+                           training=training_table.markdown(tasks, students, sets))
 Markdown(table)
 
 # %% [markdown]

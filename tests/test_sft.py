@@ -217,8 +217,10 @@ def test_token_budget_trains_about_equal_tokens(tiny_model, tmp_path):
         cfg = SFTConfig(model=tiny_model, method="full", lr=1e-3, budget="tokens", budget_value=200,
                         per_device_batch_size=2, logging_steps=100)
         summary = train(records, cfg, tmp_path / name, render=render)
-        assert abs(summary["tokens"] - 200) <= summary["plan"]["tokens_per_step"]   # realised, not just planned
-        tokens.append((summary["tokens"], summary["steps"]))
+        # the budget counts loss-bearing tokens (completion + end), realised, not just planned
+        assert abs(summary["completion_tokens"] - 200) <= summary["plan"]["tokens_per_step"]
+        assert summary["tokens"] > summary["completion_tokens"]          # the prompts are read, not learned
+        tokens.append((summary["completion_tokens"], summary["steps"]))
     assert tokens[0][1] > tokens[1][1]   # fewer tokens per example -> more steps
 
 

@@ -204,7 +204,7 @@ def load_rows(task: str, student: str, set_name: str) -> list[dict]:
 
 
 def write_table(acc: pd.DataFrame, trend: pd.DataFrame, skipped: list[str], folder: Path = FIGURES,
-                teacher_student: pd.DataFrame | None = None, shortfalls: list[str] = ()) -> str:
+                teacher_student: pd.DataFrame | None = None, shortfalls: list[str] = (), training: str = "") -> str:
     """figures/results.md (the markdown table, the trend table, the skipped runs, the F sets short of flawed
     traces (`mixture_shortfalls`) and, when given, the teacher-vs-student table of `teacher_student_table`),
     accuracy.csv and trend.csv; returns the markdown."""
@@ -214,6 +214,8 @@ def write_table(acc: pd.DataFrame, trend: pd.DataFrame, skipped: list[str], fold
     if shortfalls:
         table += ("\n\nF sets with fewer flawed traces than their name says:\n"
                   + "\n".join(f"- {s}" for s in shortfalls))
+    if training:                      # sot.training_table: steps, tokens, summed lr, cut outputs per set
+        table += "\n\n" + training
     if teacher_student is not None and not teacher_student.empty:
         table += "\n\n" + teacher_student_markdown(teacher_student)
     folder.mkdir(parents=True, exist_ok=True)

@@ -153,10 +153,15 @@ class TransformersBackend(Backend):
         self.dtype = pick_dtype(dtype, self.device)
         self.adapter_sha256 = adapter_digest(adapter)
         self.model_path = models.resolve(model)
-        self.model, self.tokenizer = models.load(model, dtype=self.dtype, device=self.device)
-        if adapter is not None:
+        if adapter is None:
+            self.model, self.tokenizer = models.load(model, dtype=self.dtype, device=self.device)
+        else:   # merged in float32, then cast once: a bf16 base would round the adapter's update per weight
             from peft import PeftModel
+            self.model, self.tokenizer = models.load(model, dtype="float32", device=self.device)
             self.model = PeftModel.from_pretrained(self.model, adapter).merge_and_unload()
+            if self.dtype != "float32":
+                import torch
+                self.model.to(getattr(torch, self.dtype))
             self.model.eval()
         eos = self.model.generation_config.eos_token_id
         eos = self.tokenizer.eos_token_id if eos is None else eos

@@ -63,6 +63,10 @@ class MBPP(Task):
         return Problem(id=id or f"mbpp/{record['task_id']}", task=self.name, question=question,
                        reference=record["code"].replace("\r\n", "\n"), answer=None, record=dict(record))
 
+    def human_trace(self, problem: Problem) -> str:
+        """The reference code in the one ```python block MBPP_INSTRUCTION asks for."""
+        return f"```python\n{problem.reference.strip()}\n```"
+
     def grade(self, problem: Problem, completion: str) -> Grade:
         return self.grade_many([problem], [completion], workers=1)[0]
 
