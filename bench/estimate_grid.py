@@ -77,6 +77,30 @@ def sft_rate(model: str, measured: dict) -> tuple[float, str]:
     return rate, f"MFU {mfu:.1%} (measured on 1.5B) x {GPU['bf16_tflops']:.0f} TFLOP/s / (6 x {n / 1e9:.2f}e9) = {rate:,.0f} tok/s"
 
 
+def sharding_table(preset: dict, tasks: list, students: list, n_sets: int) -> list[str]:
+    """Per student: the preset's sft.distributed and processes, the memory per GPU before activations
+    (sot.sft.distributed's arithmetic) and the fine-tuning runs that are sharded (FSDP)."""
+    from sot.sft.distributed import memory_plan
+    from sot.sft.stage import student_options
+
+    sft = {k.split(".", 1)[1]: v for k, v in preset.items() if k.startswith("sft.")}
+    rows = [f"Fine-tuning memory per GPU before activations ({GPU['name']}, {GPU['memory_gb']:.0f} GB; 80 % usable):",
+            "", "| student | sft.distributed | processes | bytes/param | total GB | GB per GPU | fits | sharded runs |",
+            "|---|---|---:|---:|---:|---:|---|---:|"]
+    sharded_runs = 0
+    for s in students:
+        o = student_options(sft, s)
+        mode, n = o.get("distributed", "ddp"), int(o.get("num_processes", 1) or 1)
+        m = MODELS[s]["params"]
+        plan = memory_plan(m, m, o.get("method", "lora"), "float32", "adamw_torch", n, mode, GPU["memory_gb"] * 1e9)
+        runs = len(tasks) * n_sets if plan["sharded"] else 0
+        sharded_runs += runs
+        rows.append(f"| {s} | {mode} | {n} | {plan['bytes_per_param']:.0f} | {plan['total_gb']:.1f} | "
+                    f"{plan['per_gpu_gb']:.1f} | {'yes' if plan['fits'] else 'NO'} | {runs} |")
+    rows.append(f"| **sharded (FSDP) runs** | | | | | | | **{sharded_runs}** |")
+    return rows
+
+
 def main(argv=None) -> str:
     import yaml
 
@@ -130,6 +154,7 @@ def main(argv=None) -> str:
         add(f"evaluate ({s}, vLLM)", (n_sets + 1) * n_test * trace, f"{n_sets + 1} models x {n_test:,} x {trace:.0f}",
             drate, "same bound as own samples")
     lines.append(f"| **total** | | | **{total:,.1f}** |")
+    lines += ["", *sharding_table(preset, tasks, students, n_sets)]
     text = "\n".join(lines)
     print(text)
     return text

@@ -27,7 +27,9 @@
 # - **Matters:** `method` (`lora` | `full`), `lr`, `budget` + `budget_value` (how long: `steps`, `tokens`, so that
 #   sets of different sizes see the same number of training tokens, or `epochs`), `batch_size` x `grad_accum`,
 #   `max_length` (longer examples are cut from the right and lose their end token), `checkpoint` (`final` or
-#   `best_val` on a split carved from train, never the test set), `num_processes` (> 1: torchrun, one process per GPU).
+#   `best_val` on a split carved from train, never the test set), `num_processes` (> 1: torchrun, one process per GPU) with `distributed` (`ddp`: a copy per GPU; `fsdp`:
+#   weights, gradients and optimizer state sharded, for a student too big for one GPU; a student that cannot fit is
+#   refused before training with the arithmetic), `per_student` (settings of one student, e.g. the 8B's `fsdp`).
 # - **Resumable:** a full checkpoint every `save_every` optimizer steps under `data/.cache/sft/<task>-<student>-<set>/`;
 #   a rerun continues from the newest complete one and ends as an uninterrupted run would. A finished run is kept
 #   there too: when the stage reruns because one set changed, the other sets (same settings, data and sot.sft code)
@@ -66,6 +68,9 @@ eval_fraction = 0.0
 logging_steps = 1
 save_every = 4
 num_processes = 1
+distributed = 'ddp'
+effective_batch_size = None
+per_student = {}
 
 # %%
 # Setup. On Colab only: clone this repository, install it and the offline models this notebook uses
@@ -108,13 +113,15 @@ options = {"backend": backend, "method": method, "lora_r": lora_r, "lora_alpha":
            "lora_dropout": lora_dropout, "lr": lr, "epochs": epochs, "budget": budget, "budget_value": budget_value,
            "batch_size": batch_size, "grad_accum": grad_accum, "max_length": max_length, "warmup_ratio": warmup_ratio,
            "weight_decay": weight_decay, "bf16": bf16, "checkpoint": checkpoint, "eval_fraction": eval_fraction,
-           "logging_steps": logging_steps, "save_every": save_every, "num_processes": num_processes}
+           "logging_steps": logging_steps, "save_every": save_every, "num_processes": num_processes,
+           "distributed": distributed, "effective_batch_size": effective_batch_size, "per_student": per_student}
 group = group_name(task, student)
 model, style = model_and_style(models, student)
 styles.require_chat_template(student, model, style)
-cfg = stage.config(models, student, seed, {k: v for k, v in options.items() if k != "num_processes"})
+cfg = stage.config(models, student, seed, options)    # with this student's own settings (per_student)
 records = {s: load_set(task, s) for s in sets}        # every set read (and its fields checked) before training
-print(f"group {group}: {len(sets)} sets, {num_processes} process(es) per run")
+print(f"group {group}: {len(sets)} sets, {stage.processes(options, student)} process(es) per run "
+      f"({cfg.distributed if stage.processes(options, student) > 1 else 'one process'})")
 display(pd.DataFrame({"records": {s: len(r) for s, r in records.items()}}).T)
 pd.DataFrame({"value": {k: repr(v) for k, v in cfg.to_dict().items()}})
 

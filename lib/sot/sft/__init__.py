@@ -27,6 +27,7 @@ from pathlib import Path
 
 from sot import signals
 
+from sot.sft import distributed
 from sot.sft.config import PAPER_PRESET, SFTConfig, plan_steps, resolve_bf16, resolve_model_dtype
 from sot.sft.data import (RightPadCollator, TokenizedSet, build_dataset, build_example, check_records,
                           split_validation)
@@ -122,6 +123,18 @@ def train(records: list[dict], cfg: SFTConfig, out_dir, val_records: list[dict] 
         print(f"[sot.sft] backend={backend} ({reason})", flush=True)
 
     model_path = resolve(cfg.model)
+    if cfg.distributed == "fsdp" and (backend == "unsloth" or cfg.method != "full"):
+        raise ValueError(f"SFTConfig.distributed='fsdp' shards full fine-tuning on the TRL backend (got method "
+                         f"{cfg.method!r}, backend {backend!r}): a LoRA student's frozen bf16 base (2 bytes a parameter) "
+                         "fits one GPU, so use sft.distributed: ddp for LoRA, and sft.backend: trl or auto")
+    # refused here, before any weight is read, when the student cannot fit the GPUs (sot.sft.distributed)
+    memory = distributed.memory_plan(*distributed.count_parameters(model_path, cfg), cfg.method,
+                                     resolve_model_dtype(cfg, resolve_bf16(cfg)), cfg.optimizer,
+                                     state.num_processes, cfg.distributed, distributed.gpu_memory())
+    distributed.check_fit(memory, f"sft {cfg.model} ({cfg.method}, sft.distributed={cfg.distributed}, "
+                                  f"{state.num_processes} process(es))")
+    if state.is_main_process:
+        print(f"[sot.sft] memory: {distributed.explain(memory)}", flush=True)
     tokenizer = _load_tokenizer(model_path)
     if val_records is None:
         records, val_records = split_validation(records, cfg.eval_fraction, cfg.seed)
@@ -190,8 +203,13 @@ def train(records: list[dict], cfg: SFTConfig, out_dir, val_records: list[dict] 
     if cfg.method == "full":
         import torch
         saved_dtype = cfg.save_dtype if cfg.save_dtype != "auto" else ("bfloat16" if bf16 else "float32")
-        trainer.model.to(getattr(torch, saved_dtype))
-    trainer.save_model(str(work / "model"))
+    shards = distributed.shards(trainer.model) if trainer.is_fsdp_enabled else None   # per process, for the record
+    if trainer.is_fsdp_enabled:          # shards gathered into one ordinary model folder, written by rank 0
+        distributed.save_full(trainer, str(work / "model"), saved_dtype)
+    else:
+        if saved_dtype:
+            trainer.model.to(getattr(torch, saved_dtype))
+        trainer.save_model(str(work / "model"))
     # the Trainer's pickled TrainingArguments hold its output folder, data/.cache/sft/<run>/<fingerprint>, which
     # changes with the sot.sft code: the same weights would hash differently and every evaluation rerun. Nothing
     # reads it back; the settings are in train_summary.json.
@@ -205,6 +223,7 @@ def train(records: list[dict], cfg: SFTConfig, out_dir, val_records: list[dict] 
         "n_truncated": train_set.n_truncated, "n_dropped": train_set.n_dropped,
         "n_unterminated": train_set.n_unterminated,
         "bf16": bf16, "model_dtype": model_dtype, "saved_dtype": saved_dtype, "world_size": state.num_processes,
+        "distributed": cfg.distributed if state.num_processes > 1 else None, "memory": memory, "shards": shards,
         "config": cfg.to_dict(), "versions": _versions(backend), "out_dir": str(out_dir),
         "resume": None if saver is None else {
             "checkpoint_dir": str(run_dir), "save_every": cfg.save_every,

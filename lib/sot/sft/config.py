@@ -34,6 +34,7 @@ METHODS = ("lora", "full")
 BUDGETS = ("epochs", "steps", "tokens")
 CHECKPOINTS = ("final", "best_val")
 BACKENDS = ("auto", "trl", "unsloth")
+DISTRIBUTED = ("ddp", "fsdp")
 STYLES = ("plain", "chat", "authors", "authors-4shot")   # sot.prompts.STYLES
 DTYPES = ("auto", "float32", "bfloat16")
 PRECISIONS = ("mixed", "pure_bf16")
@@ -88,12 +89,13 @@ class SFTConfig:
     logging_steps: int = 10
     save_every: int | None = 50                 # resumable checkpoint every N optimizer steps (train(checkpoint_dir=...)); None: never
     backend: str = "auto"                       # "auto" | "trl" | "unsloth"
+    distributed: str = "ddp"                    # several processes: "ddp" (a whole copy each) | "fsdp" (sharded: sot.sft.distributed)
     extra: dict = field(default_factory=dict)   # passed as-is to trl.SFTConfig (escape hatch, recorded)
 
     def __post_init__(self):
         self.target_modules = tuple(self.target_modules)
         for name, allowed in (("method", METHODS), ("budget", BUDGETS), ("checkpoint", CHECKPOINTS),
-                              ("backend", BACKENDS), ("style", STYLES), ("model_dtype", DTYPES),
+                              ("backend", BACKENDS), ("distributed", DISTRIBUTED), ("style", STYLES), ("model_dtype", DTYPES),
                               ("save_dtype", DTYPES), ("precision", PRECISIONS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"SFTConfig.{name}={getattr(self, name)!r}: expected one of {allowed}")

@@ -5,8 +5,8 @@ data/.cache/sft/<run>), writes data/sft/<task>-<student>/<set>/ and metrics/sft/
 metrics/sft/loss/<task>-<student>/<set>.csv; an empty set is not trained (SKIPPED.json and the reason, for the
 results table). The notebook calls it once per set of its (task, student) group. It lives in the library, not in the notebook, because
 with `sft.num_processes` > 1 the notebook's process does not train: it launches this module with torchrun on
-that many processes (one per GPU; TRL with DDP), each of which runs `run` with the notebook's parameters from
-params.yaml, and reads back what rank 0 wrote. By hand, the same:
+that many processes (one per GPU; TRL with DDP, or FSDP2 with `sft.distributed: fsdp`: sot.sft.distributed), each
+of which runs `run` with the notebook's parameters from params.yaml, and reads back what rank 0 wrote. By hand, the same:
 
     SOT_SFT_LAUNCHED=1 torchrun --standalone --nproc_per_node 4 -m sot.sft.stage --task gsm8k --student llama-3.1-8b --set G
 """
@@ -29,9 +29,29 @@ LAUNCHED = "SOT_SFT_LAUNCHED"   # set in the processes `launch` starts, so they 
 RENAMED = {"batch_size": "per_device_batch_size"}  # params.yaml name -> SFTConfig field
 
 
+def student_options(options: dict, student: str) -> dict:
+    """The sft section's options for `student`: its `per_student` entry (if any) over the others."""
+    options = dict(options)
+    per_student = options.pop("per_student", None) or {}
+    if not isinstance(per_student, dict) or not all(isinstance(v, dict) for v in per_student.values()):
+        raise ValueError(f"params.yaml sft.per_student must map a student to its settings, e.g. "
+                         f"{{llama-3.1-8b: {{distributed: fsdp}}}}; got {per_student!r}")
+    own = per_student.get(student) or {}
+    if "per_student" in own:
+        raise ValueError(f"params.yaml sft.per_student.{student} cannot hold per_student itself")
+    return {**options, **own}
+
+
+def processes(options: dict, student: str) -> int:
+    """sft.num_processes for `student` (after its per_student settings)."""
+    return int(student_options(options, student).get("num_processes", 1) or 1)
+
+
 def config(models: dict, student: str, seed: int, options: dict) -> SFTConfig:
-    """The SFTConfig of a run: the student's reference and prompt style from `models`, the sft section's options."""
+    """The SFTConfig of a run: the student's reference and prompt style from `models`, the sft section's options
+    with the student's own (`per_student`) over them; num_processes is the launch's, not the config's."""
     model, style = model_and_style(models, student)
+    options = {k: v for k, v in student_options(options, student).items() if k != "num_processes"}
     fields = {RENAMED.get(k, k): v for k, v in options.items()}
     return SFTConfig.from_dict({"model": model, "style": style, "seed": seed, **fields})
 
@@ -74,7 +94,7 @@ def run(task: str, student: str, set_name: str, models: dict, seed: int, options
         write_json(sft_metrics_path(task, student, set_name), report)
         write_scores("sft", task, student, set_name, report)
         return report
-    options = dict(options)
+    options = student_options(options, student)
     processes = int(options.pop("num_processes", 1) or 1)
     if processes > 1 and not os.environ.get(LAUNCHED):   # not yet inside the distributed launch: start it
         launch(task, student, set_name, processes)

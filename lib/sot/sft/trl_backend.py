@@ -8,8 +8,11 @@ what to prune; `run_trainer(..., resume_from=checkpoint)` continues from one.
 """
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 
+from sot.sft import distributed
 from sot.sft.config import SFTConfig
 from sot.sft.data import RightPadCollator, TokenizedSet
 
@@ -43,8 +46,9 @@ def lora_config(cfg: SFTConfig):
 
 def build_trainer(model, tokenizer, train_set: TokenizedSet, val_set: TokenizedSet | None, cfg: SFTConfig,
                   plan: dict, work_dir, bf16: bool, peft_config=None, callbacks=(),
-                  gradient_checkpointing: bool | None = None, resumable: bool = False):
-    """A TRL SFTTrainer for pre-tokenised examples. best_val: the Trainer saves the model at each new best
+                  gradient_checkpointing: bool | None = None, resumable: bool = False, sharded: bool = False):
+    """A TRL SFTTrainer for pre-tokenised examples (sharded: FSDP2, sot.sft.distributed; else DDP or one process).
+    best_val: the Trainer saves the model at each new best
     validation loss and loads the best one back at the end. resumable=False: those saves hold the model only
     and the Trainer keeps one; resumable=True: every save is a full checkpoint (optimizer, scheduler, RNG,
     trainer state) and the sot.sft.resume callback (in `callbacks`) adds the periodic saves and prunes."""
@@ -68,17 +72,23 @@ def build_trainer(model, tokenizer, train_set: TokenizedSet, val_set: TokenizedS
         use_cpu=not torch.cuda.is_available(), ddp_find_unused_parameters=False,
         logging_steps=cfg.logging_steps, logging_first_step=True, report_to="none",
         include_num_input_tokens_seen="non_padding",   # in the trainer state: the count survives a resume
-        gradient_checkpointing=gradient_checkpointing, max_length=cfg.max_length, packing=False,
+        gradient_checkpointing=gradient_checkpointing and not sharded, max_length=cfg.max_length, packing=False,
         eval_strategy="steps" if has_val else "no", eval_steps=eval_steps if has_val else None,
-        save_strategy="best" if best else "no", save_only_model=not resumable,
+        save_strategy="best" if best else "no", save_only_model=not (resumable or sharded),
         save_total_limit=1 if best and not resumable else None,
         load_best_model_at_end=best, metric_for_best_model="eval_loss" if has_val else None,
-        greater_is_better=False if has_val else None, dataloader_pin_memory=torch.cuda.is_available(), **cfg.extra)
+        greater_is_better=False if has_val else None, dataloader_pin_memory=torch.cuda.is_available(),
+        **{**(distributed.fsdp_trainer_args(model._no_split_modules, bf16) if sharded else {}), **cfg.extra})
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    return SFTTrainer(
-        model=model, args=args, data_collator=RightPadCollator(pad_id), train_dataset=_to_hf_dataset(train_set),
-        eval_dataset=_to_hf_dataset(val_set) if has_val else None, processing_class=tokenizer,
-        peft_config=peft_config, callbacks=[_final_step_callback(has_val), *callbacks])
+    with distributed.cpu_fsdp() if sharded else contextlib.nullcontext():
+        trainer = SFTTrainer(
+            model=model, args=args, data_collator=RightPadCollator(pad_id), train_dataset=_to_hf_dataset(train_set),
+            eval_dataset=_to_hf_dataset(val_set) if has_val else None, processing_class=tokenizer,
+            peft_config=peft_config, callbacks=[_final_step_callback(has_val), *callbacks])
+    if sharded:
+        distributed.require_sharded(trainer)
+        distributed.set_mixed_precision(trainer, bf16)
+    return trainer
 
 
 def history_from_log(log_history: list[dict]) -> list[dict]:
@@ -156,7 +166,10 @@ def make_trainer(cfg: SFTConfig, model_path: str, tokenizer, train_set: Tokenize
     import torch
     from transformers import AutoModelForCausalLM
 
+    sharded = cfg.distributed == "fsdp" and int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if sharded:   # rank 0 reads the weights; FSDP broadcasts each process its shards (cpu_ram_efficient_loading)
+        os.environ.update(distributed.loading_env())
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, model_dtype))
     peft_config = lora_config(cfg) if cfg.method == "lora" else None
     return build_trainer(model, tokenizer, train_set, val_set, cfg, plan, work_dir, bf16,
-                         peft_config=peft_config, callbacks=callbacks, resumable=resumable)
+                         peft_config=peft_config, callbacks=callbacks, resumable=resumable, sharded=sharded)
