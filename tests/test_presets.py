@@ -290,3 +290,27 @@ def test_an_extra_setting_replaces_the_presets_own_line_and_dvc_applies_it(tmp_p
     apply_overrides(str(tmp_path / "params.yaml"), [a for a in command[command.index("run") + 1:] if a != "-S"])
     assert load_yaml(str(tmp_path / "params.yaml"))["generate"] == {"max_new_tokens": 384, "k": 4}
     assert presets.overridden_keys(["--set-param", "++models={}", "--temp"]) == {"models"}
+
+
+def test_paper_preset_shards_the_8b_student_and_every_student_fits():
+    """presets/paper.yaml: Llama-3.1-8B (128 GB of full fine-tuning state) on fsdp over 8 GPUs of 80 GB, the two
+    small students on ddp; the authors' batch of 64 on any of 1, 2, 4, 8 GPUs; on 1 GPU the 8B is refused."""
+    from pathlib import Path
+
+    from sot.presets import prepare
+    from sot.sft import distributed
+    from sot.sft.stage import config, student_options
+
+    root = Path(__file__).resolve().parents[1]
+    _, merged = prepare(str(root / "presets" / "paper.yaml"), str(root / "params.yaml"))
+    size = {"qwen2.5-1.5b": 1.54e9, "gemma-2-2b": 2.61e9, "llama-3.1-8b": 8.03e9}
+    for student, mode in (("qwen2.5-1.5b", "ddp"), ("gemma-2-2b", "ddp"), ("llama-3.1-8b", "fsdp")):
+        options = student_options(merged["sft"], student)
+        cfg = config(merged["models"], student, merged["seed"], merged["sft"])
+        assert cfg.distributed == mode and cfg.method == "full" and cfg.effective_batch_size == 64
+        plan = distributed.memory_plan(size[student], size[student], "full", "float32", cfg.optimizer,
+                                       options["num_processes"], cfg.distributed, 80e9)
+        assert plan["fits"], distributed.explain(plan)
+        alone = distributed.memory_plan(size[student], size[student], "full", "float32", cfg.optimizer, 1,
+                                        cfg.distributed, 80e9)
+        assert alone["fits"] is (student != "llama-3.1-8b")
