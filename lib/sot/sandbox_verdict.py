@@ -89,7 +89,6 @@ def decode(text: str) -> object:
             if len(stack) >= DEPTH_LIMIT:
                 raise Malformed(f"nested deeper than {DEPTH_LIMIT}")
             stack.append((tag, count * 2 if tag == "D" else count, []))
-            item = None
             if stack[-1][1] > 0:
                 continue
             item = _build(tag, stack.pop()[2])
