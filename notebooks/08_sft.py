@@ -57,12 +57,15 @@ lr = 0.0005
 epochs = 1
 budget = 'steps'
 budget_value = 8
+max_epochs = 4
 batch_size = 2
 grad_accum = 1
 max_length = 512
 warmup_ratio = 0.1
 weight_decay = 0.0
 bf16 = True
+precision = 'mixed'
+learn_end_token = True
 checkpoint = 'final'
 eval_fraction = 0.0
 logging_steps = 1
@@ -111,8 +114,10 @@ from sot.sft import stage
 
 options = {"backend": backend, "method": method, "lora_r": lora_r, "lora_alpha": lora_alpha,
            "lora_dropout": lora_dropout, "lr": lr, "epochs": epochs, "budget": budget, "budget_value": budget_value,
+           "max_epochs": max_epochs,
            "batch_size": batch_size, "grad_accum": grad_accum, "max_length": max_length, "warmup_ratio": warmup_ratio,
-           "weight_decay": weight_decay, "bf16": bf16, "checkpoint": checkpoint, "eval_fraction": eval_fraction,
+           "weight_decay": weight_decay, "bf16": bf16, "precision": precision, "learn_end_token": learn_end_token,
+           "checkpoint": checkpoint, "eval_fraction": eval_fraction,
            "logging_steps": logging_steps, "save_every": save_every, "num_processes": num_processes,
            "distributed": distributed, "effective_batch_size": effective_batch_size, "per_student": per_student}
 group = group_name(task, student)
@@ -130,12 +135,14 @@ pd.DataFrame({"value": {k: repr(v) for k, v in cfg.to_dict().items()}})
 # One example exactly as the trainer sees it (from the first non-empty set): the prompt tokens have label -100 (no
 # loss: the model reads them), the completion tokens and the end token are learned. Decoding the two parts
 # separately shows where the boundary is and that the learned part ends with the end token (unless the trace was
-# cut by the generation limit: then it must not learn to stop there).
+# cut by the generation limit: then it must not learn to stop there), unless `learn_end_token` is false (the authors'
+# setup: no example ends with it, and the student relies on stop strings to end).
 
 # %%
 from sot.models import resolve
 from sot.sft.data import IGNORE, build_dataset, is_truncated
 from sot.show import side_by_side
+from sot.prompts import token_style
 from sot.tokens import end_token_id
 from transformers import AutoTokenizer
 
@@ -144,14 +151,15 @@ for s, recs in records.items():
           f"{sum(map(is_truncated, recs))} cut by the generation limit (trained without an end token)")
 tokenizer = AutoTokenizer.from_pretrained(resolve(model))
 first = next((s for s, recs in records.items() if recs), None)
-example = build_dataset(records[first][:1], tokenizer, style, max_length).examples[0] if first else None
+example = (build_dataset(records[first][:1], tokenizer, style, max_length, end_token=learn_end_token).examples[0]
+           if first else None)
 if example is None:
     print("every set is empty: no example to show, nothing will be trained")
 else:
     ids, labels = example["input_ids"], example["labels"]
     prompt_ids = [t for t, l in zip(ids, labels) if l == IGNORE]
     learned_ids = [l for l in labels if l != IGNORE]
-    end = end_token_id(tokenizer, style)
+    end = end_token_id(tokenizer, token_style(style))   # EOS in plain and authors style
     notes = {"masked prompt (label -100)": f"{first}: {len(prompt_ids)} tokens, no loss",
              "learned completion (loss)": f"{len(learned_ids)} tokens; last token {tokenizer.decode(learned_ids[-1:])!r}"
                                           + (" = the end token" if learned_ids[-1] == end else " (no end token)")}

@@ -145,7 +145,7 @@ def train(records: list[dict], cfg: SFTConfig, out_dir, val_records: list[dict] 
                               end_token=cfg.learn_end_token)
     val_set = (build_dataset(val_records, tokenizer, cfg.style, cfg.max_length, render, where="validation records",
                              end_token=cfg.learn_end_token) if val_records else None)
-    plan = plan_steps(train_set.token_counts, cfg, state.num_processes)
+    plan = plan_steps(train_set.completion_token_counts, cfg, state.num_processes)   # loss-bearing tokens
     bf16 = resolve_bf16(cfg)
     model_dtype = resolve_model_dtype(cfg, bf16)
 

@@ -6,10 +6,13 @@ one may be short) grouped into steps_per_epoch = ceil(micro-batches / grad_accum
 - ``"epochs"``: ``budget_value`` passes over the training set (``epochs`` when budget_value is None);
   steps = ceil(epochs * steps_per_epoch), exactly what Trainer(num_train_epochs=epochs) would run.
 - ``"steps"``: ``budget_value`` optimizer steps (``max_steps`` when budget_value is None).
-- ``"tokens"``: about ``budget_value`` training tokens (prompt + completion + EOS: the non-padding tokens the
-  model reads); steps = max(1, round(budget_value / tokens_per_step)) with tokens_per_step = the set's total
-  tokens / steps_per_epoch. Every set then sees about the same number of tokens whatever its size (the
-  token-matched control the paper's critics asked for); the realised count is off by less than about one step's worth.
+- ``"tokens"``: about ``budget_value`` loss-bearing tokens (completion + end token: the tokens whose prediction
+  the loss counts; the prompt is read but not learned); steps = max(1, round(budget_value / tokens_per_step))
+  with tokens_per_step = the set's loss-bearing tokens / steps_per_epoch. Every set then learns from about the
+  same number of tokens whatever its size or prompt length (the token-matched control the paper's critics asked
+  for); the realised count is off by less than about one step's worth. A set so small that the budget needs more
+  than ``max_epochs`` passes over it is flagged (``plan["over_max_epochs"]``, the results table), not cut.
+Every plan also carries ``summed_lr``: the learning rates of its steps added up (sot.sft.schedule).
 ``max_steps``, when set, caps the steps of the "epochs" and "tokens" budgets (smoke runs).
 
 Two switches reproduce the paper authors' training setup when asked (both off by default):
@@ -29,6 +32,8 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+
+from sot.sft.schedule import summed_lr, warmup_steps
 
 METHODS = ("lora", "full")
 BUDGETS = ("epochs", "steps", "tokens")
@@ -64,6 +69,7 @@ class SFTConfig:
     lr: float = 1e-4
     epochs: float = 1.0
     max_steps: int | None = None                # budget "steps" default; cap for the other budgets
+    max_epochs: float | None = 4.0              # budget "tokens": more passes than this are flagged (not cut)
     per_device_batch_size: int = 8
     grad_accum: int = 1
     effective_batch_size: int | None = None     # when set: grad_accum = this / (per_device_batch_size * processes)
@@ -169,7 +175,9 @@ def resolve_grad_accum(cfg: SFTConfig, world_size: int = 1) -> int:
 
 
 def plan_steps(token_counts: list[int], cfg: SFTConfig, world_size: int = 1) -> dict:
-    """Optimizer steps for this training set under cfg's budget (rule in the module docstring)."""
+    """Optimizer steps for this training set under cfg's budget (rule in the module docstring).
+
+    token_counts: each example's loss-bearing tokens (sot.sft.data.TokenizedSet.completion_token_counts)."""
     n = len(token_counts)
     if n == 0:
         raise ValueError("plan_steps: the training set is empty")
@@ -192,5 +200,8 @@ def plan_steps(token_counts: list[int], cfg: SFTConfig, world_size: int = 1) -> 
         steps, rule = int(cfg.max_steps), rule + f", capped by max_steps={cfg.max_steps}"
     return {"max_steps": steps, "grad_accum": grad_accum, "examples_per_step": per_step,
             "steps_per_epoch": steps_per_epoch, "tokens_per_step": tokens_per_step,
-            "mean_tokens_per_example": sum(token_counts) / n, "planned_tokens": round(steps * tokens_per_step),
-            "planned_epochs": steps / steps_per_epoch, "rule": rule}
+            "mean_tokens_per_example": sum(token_counts) / n, "max_tokens_per_example": max(token_counts),
+            "planned_tokens": round(steps * tokens_per_step), "planned_epochs": steps / steps_per_epoch,
+            "over_max_epochs": bool(cfg.max_epochs is not None and steps / steps_per_epoch > cfg.max_epochs),
+            "warmup_steps": warmup_steps(cfg.warmup_ratio, steps),
+            "summed_lr": summed_lr(cfg.lr, steps, cfg.warmup_ratio, cfg.lr_scheduler), "rule": rule}

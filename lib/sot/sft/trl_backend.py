@@ -12,7 +12,7 @@ import contextlib
 import os
 import time
 
-from sot.sft import distributed
+from sot.sft import counting, distributed, schedule
 from sot.sft.config import SFTConfig
 from sot.sft.data import RightPadCollator, TokenizedSet
 
@@ -88,6 +88,8 @@ def build_trainer(model, tokenizer, train_set: TokenizedSet, val_set: TokenizedS
     if sharded:
         distributed.require_sharded(trainer)
         distributed.set_mixed_precision(trainer, bf16)
+    schedule.attach(trainer, plan["max_steps"], cfg.warmup_ratio, cfg.lr_scheduler)   # no step at learning rate 0
+    counting.attach(trainer)                             # loss-bearing tokens trained on, in the log
     return trainer
 
 
@@ -152,7 +154,8 @@ def run_trainer(trainer, cfg: SFTConfig, resume_from=None, tokens_before: int = 
         checkpoint = {"rule": "final", "step": state.global_step, "val_loss": vals[-1] if vals else None,
                       "why": "last step (checkpoint='final')"}
     return {
-        "steps": state.global_step, "tokens": tokens, "train_seconds": round(seconds, 3),
+        "steps": state.global_step, "tokens": tokens, "completion_tokens": counting.last_count(state.log_history),
+        "train_seconds": round(seconds, 3),
         "tokens_per_s": round((tokens - tokens_before) / seconds, 2) if tokens and seconds > 0 else None,
         "final_loss": losses[-1]["loss"] if losses else None, "mean_train_loss": mean_loss(history),
         "checkpoint": checkpoint, "history": history,
