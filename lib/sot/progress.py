@@ -30,7 +30,9 @@ def mode() -> str:
         if forced not in MODES:
             raise ValueError(f"SOT_PROGRESS={forced!r}: expected one of {', '.join(MODES)} (or unset it)")
         return forced
-    if "ipykernel.zmqshell" in sys.modules:  # the test tqdm.autonotebook makes
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
+    if type(shell).__name__ == "ZMQInteractiveShell":  # running in a Jupyter kernel (not just ipykernel imported)
         try:
             import ipywidgets  # noqa: F401
         except ImportError:
