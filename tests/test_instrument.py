@@ -113,3 +113,21 @@ def test_evaluated_model_keeps_the_adapter_effect(tiny_model, tmp_path):
             assert effect["kept"] == pytest.approx(1.0, abs=1e-3) and effect["cosine"] > floor
         else:
             assert 0 < effect["kept"] and effect["cosine"] < 0.99999
+
+
+def _row(s, **kw):
+    base = {"task": "mbpp", "student": "s", "set": s, "records": 20, "steps": 10, "completion_tokens": 4000,
+            "budget_tokens": 4000, "tokens_per_step": 400.0, "epochs": 2.0, "over_max_epochs": False,
+            "summed_lr": 4e-3, "first_lr": 1e-4, "longest": 300, "cap": 300, "cut": 3, "n": 150, "kept": 1.0,
+            "budget": "tokens"}
+    return {**base, **kw}
+
+
+def test_alike_flags_lr_zero_steps_repeated_sets_and_token_mismatch():
+    from sot.training_table import alike
+
+    assert alike([_row("H"), _row("G", steps=6, tokens_per_step=667.0, completion_tokens=4100)]) == []
+    problems = alike([_row("H", first_lr=0.0), _row("P", over_max_epochs=True, epochs=6.5),
+                      _row("G", completion_tokens=5200)])
+    assert len(problems) == 3 and any("learning rate 0" in p for p in problems)
+    assert any("6.5 passes" in p for p in problems) and any("5200 completion tokens" in p for p in problems)
