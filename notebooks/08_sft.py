@@ -27,7 +27,8 @@
 # - **Matters:** `method` (`lora` | `full`), `lr`, `budget` + `budget_value` (how long: `steps`, `tokens`, so that
 #   sets of different sizes see the same number of training tokens, or `epochs`), `batch_size` x `grad_accum`,
 #   `max_length` (longer examples are cut from the right and lose their end token), `checkpoint` (`final` or
-#   `best_val` on a split carved from train, never the test set), `num_processes` (> 1: torchrun, one process per GPU) with `distributed` (`ddp`: a copy per GPU; `fsdp`:
+#   `best_val` on a split carved from train, never the test set), `sweep` (also save the model at these steps,
+#   `[100, 200]` or `{every: 100}`, as `<set>/steps/<step>/`: stage 9 evaluates each beside the headline), `num_processes` (> 1: torchrun, one process per GPU) with `distributed` (`ddp`: a copy per GPU; `fsdp`:
 #   weights, gradients and optimizer state sharded, for a student too big for one GPU; a student that cannot fit is
 #   refused before training with the arithmetic), `per_student` (settings of one student, e.g. the 8B's `fsdp`).
 # - **Resumable:** a full checkpoint every `save_every` optimizer steps under `data/.cache/sft/<task>-<student>-<set>/`;
@@ -67,6 +68,7 @@ bf16 = True
 precision = 'mixed'
 learn_end_token = True
 checkpoint = 'final'
+sweep = None
 eval_fraction = 0.0
 logging_steps = 1
 save_every = 4
@@ -117,7 +119,7 @@ options = {"backend": backend, "method": method, "lora_r": lora_r, "lora_alpha":
            "max_epochs": max_epochs,
            "batch_size": batch_size, "grad_accum": grad_accum, "max_length": max_length, "warmup_ratio": warmup_ratio,
            "weight_decay": weight_decay, "bf16": bf16, "precision": precision, "learn_end_token": learn_end_token,
-           "checkpoint": checkpoint, "eval_fraction": eval_fraction,
+           "checkpoint": checkpoint, "sweep": sweep, "eval_fraction": eval_fraction,
            "logging_steps": logging_steps, "save_every": save_every, "num_processes": num_processes,
            "distributed": distributed, "effective_batch_size": effective_batch_size, "per_student": per_student}
 group = group_name(task, student)
@@ -206,6 +208,7 @@ for s, r in results.items():
     table[s] = {"trained": "reused" if (r.get("resume") or {}).get("reused_finished_run") else "yes",
                 **{k: r.get(k) for k in keys},
                 "checkpoint evaluated": f"{chosen['rule']}: step {chosen['step']}",
+                "swept steps": (r.get("sweep") or {}).get("steps", "—"),
                 "plan": r["plan"]["rule"], "planned epochs": round(r["plan"]["planned_epochs"], 2)}
 pd.DataFrame(table).T
 

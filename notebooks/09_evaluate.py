@@ -33,6 +33,11 @@
 # - **Resumable:** shards of `shard_size` problems under `data/.cache/evaluate/<task>-<student>-<set>/`, keyed by
 #   the weights' digest, survive a kill; a rerun decodes only what is missing, so when one set was retrained only
 #   its model decodes again.
+# - **Swept checkpoints:** with `sft.sweep` the sft stage also saved the model at chosen steps
+#   (`data/sft/<task>-<student>/<set>/steps/<step>/`); each is evaluated too, as `<set>@<step>` (its own rows and
+#   metrics files beside the set's). The set's own model stays its headline: the checkpoint `sft.checkpoint` picked
+#   before any test problem was seen (`final`, or `best_val` on the validation split carved from train), never the
+#   one with the best test accuracy. Without a sweep nothing is added.
 # - **Empty training set:** when stage 8 trained nothing for a set (it wrote `SKIPPED.json`: e.g. no G trace for
 #   a weak teacher), there is no model to evaluate: this notebook writes an empty row file and the reason, and
 #   the results table lists the run as not trained.
@@ -89,7 +94,7 @@ setup(seed)
 import pandas as pd
 from IPython.display import display
 
-from sot import styles
+from sot import checkpoint_sweep, styles
 from sot.evaluate import evaluate
 from sot.io import read_json, write_json, write_jsonl
 from sot.llm import get_backend
@@ -114,6 +119,11 @@ def student_weights(models: dict, student: str, task: str, set_name: str) -> tup
         raise FileNotFoundError(f"{trained}: no fine-tuned model for set {set_name!r}; run "
                                 f"`dvc repro sft@{group_name(task, student)}` (or notebook 08_sft with this task "
                                 "and student) first")
+    return folder_weights(base, trained)
+
+
+def folder_weights(base: str, trained) -> tuple[str, str | None]:
+    """(model, adapter) of a fine-tuned folder: the base + its LoRA adapter, or the full model it holds."""
     if (trained / "adapter_config.json").exists():
         return base, str(trained)
     return str(trained), None
@@ -143,7 +153,14 @@ group = group_name(task, student)
 model, style = model_and_style(models, student)
 styles.require_chat_template(student, model, style)
 problems = load_problems(task, "test")
-plan = {s: student_weights(models, student, task, s) for s in ["base", *sets]}   # every model exists, or stop here
+plan = {}                                     # every model exists, or stop here
+for s in ["base", *sets]:
+    plan[s] = student_weights(models, student, task, s)
+    swept = checkpoint_sweep.swept_folders(sft_dir(task, student, s)) if plan[s] and s != "base" else {}
+    plan.update({name: folder_weights(model, folder) for name, folder in swept.items()})   # <set>@<step>
+    if s != "base":       # swept checkpoints an earlier run evaluated and this one does not (outside DVC)
+        for path in checkpoint_sweep.stale(task, student, s, keep=list(swept)):
+            path.unlink()
 pd.DataFrame([{"set": s, "weights": w[0] if w else "—", "LoRA adapter": (w[1] or "—") if w else "—",
                "evaluated": w is not None} for s, w in plan.items()]).set_index("set")
 
@@ -194,7 +211,9 @@ for set_name, weights in plan.items():
         rows, summary = evaluate(get_task(task), problems, llm, style=style, max_new_tokens=max_new_tokens,
                                  batch_size=None, n_boot=n_boot, seed=seed)   # the wrapper cuts the shards
         summary.update(student=student, set=set_name, model=path, adapter=adapter, adapter_effect=effect,
-                       max_new_tokens=max_new_tokens, n_cut=summary["n_truncated"],
+                       max_new_tokens=max_new_tokens, n_cut=summary["generation"]["n_truncated"],
+                       # which checkpoint (sft.checkpoint's pick, or swept at a step: sot.checkpoint_sweep)
+                       checkpoint=checkpoint_sweep.checkpoint_of(adapter or path) if set_name != "base" else None,
                        resume={k: llm.last_stats[k] for k in ("resumed_shards", "new_shards", "shard_folder")})
         done = llm.last_stats   # what this run decoded itself (a resumed run decodes only the missing shards)
         print(f"  {summary['n_correct']}/{len(rows)} correct (strict); decoded now: {done['generated_tokens']} tokens "
@@ -223,7 +242,8 @@ def accuracy_frame(summaries: dict) -> pd.DataFrame:
         if m.get("evaluated") is False:
             out.append({"set": s, "strict %": None, "strict 95% CI": "not trained: empty set"})
             continue
-        out.append({"set": s, "correct": m["n_correct"], "of": m["n"], "strict %": pct(m["strict"]),
+        out.append({"set": s, "checkpoint": checkpoint_sweep.describe(m), "correct": m["n_correct"], "of": m["n"],
+                    "strict %": pct(m["strict"]),
                     "strict 95% CI": f"[{pct(m['strict_lo'])}, {pct(m['strict_hi'])}]",
                     "authors' correct": m["n_authors_correct"], "of parsed": m["n_parsed"],
                     "authors' %": pct(m["authors"]),
@@ -243,11 +263,12 @@ shown_sets = [s for s, m in summaries.items() if m.get("evaluated") is not False
 fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 3.2), gridspec_kw={"width_ratios": [1.4, 1]})
 for i, s in enumerate(shown_sets):
     m = summaries[s]
-    ax.bar(i, 100 * m["strict"], color=set_color(s))
+    ax.bar(i, 100 * m["strict"], color=set_color(checkpoint_sweep.parse(s)[0]),
+           hatch="//" if checkpoint_sweep.parse(s)[1] is not None else None)   # hatched: a swept checkpoint
     ax.errorbar(i, 100 * m["strict"], yerr=[[100 * max(0.0, m["strict"] - m["strict_lo"])],
                                             [100 * max(0.0, m["strict_hi"] - m["strict"])]],
                 color="black", capsize=3)
-ax.set_xticks(range(len(shown_sets)), shown_sets)
+ax.set_xticks(range(len(shown_sets)), shown_sets, rotation=45 if len(shown_sets) > 8 else 0)
 ax.set(ylabel="strict accuracy (%)", ylim=(0, 100), xlabel="training set",
        title=f"{group}: strict accuracy, 95 % Wilson intervals (n = {len(problems)})")
 verdicts = {"correct": 0, "wrong": 0, "unparseable": 0}
@@ -264,6 +285,27 @@ bx.set(xlabel="output tokens", ylabel="outputs (all sets)", title="output length
 bx.legend(fontsize="small")
 fig.tight_layout()
 plt.show()
+
+# %% [markdown]
+# ## Swept checkpoints and the headline
+# With `sft.sweep`: every evaluated checkpoint of each set, and the one that stands for the set in the results
+# (stage 10), picked by the rule `sft.checkpoint` fixed before training (`final`: the last step; `best_val`: the
+# lowest loss on the validation split carved from train; `sot.checkpoint_sweep.select`), whatever their test
+# accuracies.
+
+# %%
+sweep_table = []
+for s in sets:
+    found = [{"name": n, "swept": n != s, **(summaries[n].get("checkpoint") or {})} for n in summaries
+             if checkpoint_sweep.parse(n)[0] == s and summaries[n].get("evaluated") is not False]
+    if len(found) < 2:
+        continue
+    pick = checkpoint_sweep.select(found, found[0]["rule"])["name"]
+    sweep_table += [{"set": s, "checkpoint": c["name"], "step": c["step"], "validation loss": c.get("val_loss"),
+                     "strict %": round(100 * summaries[c["name"]]["strict"], 1),
+                     "headline": f"yes ({found[0]['rule']})" if c["name"] == pick else ""} for c in found]
+(pd.DataFrame(sweep_table).set_index(["set", "checkpoint"]) if sweep_table
+ else print("no sft.sweep: each set has one checkpoint, the one sft.checkpoint picked"))
 
 # %% [markdown]
 # ## A correct, a wrong and an unparseable output, with both graders' verdicts

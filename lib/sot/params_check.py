@@ -129,6 +129,10 @@ def problems(params: dict, keys: set[str] | None = None) -> list[str]:
         if fractions is not None and not (isinstance(fractions, list) and all(
                 isinstance(f, int) and not isinstance(f, bool) and 0 <= f <= 100 for f in fractions)):
             out.append(f"corrupt.fractions in params.yaml: must be a list of integers 0-100, got {fractions!r}")
+    if wanted("sft") and (found := _lookup(params, "sft.sweep"))[0]:
+        from sot.sft.sweep import spec_problem     # the rule SFTConfig applies (null, [steps] or {every: N})
+        if problem := spec_problem(found[1]):
+            out.append(f"sft.sweep in params.yaml: {problem}")
     for key, rule in RULES.items():
         if wanted(key):
             found, value = _lookup(params, key)

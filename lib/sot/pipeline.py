@@ -8,8 +8,10 @@ metrics/ and figures/:
     data/sets/<task>/<SET>.jsonl                  training sets H, G, W (classify), P (paraphrase), F<pct> (mix)
     data/corrupt/<task>.jsonl                     one completely flawed trace per base-set trace
     data/distance/<task>-<student>.jsonl          the base student's own greedy samples (the distance reference)
-    data/sft/<task>-<student>/<set>/              LoRA adapter or full model (or SKIPPED.json: empty set)
-    data/evaluate/<task>-<student>/<set>.jsonl    per-problem outputs and both graders' verdicts (set `base` too)
+    data/sft/<task>-<student>/<set>/              LoRA adapter or full model (or SKIPPED.json: empty set);
+                                                  with sft.sweep also steps/<step>/, one model per swept step
+    data/evaluate/<task>-<student>/<set>.jsonl    per-problem outputs and both graders' verdicts (set `base` too;
+                                                  `<set>@<step>` for a swept checkpoint: sot.checkpoint_sweep)
     data/.cache/<stage>/<item>/                   resumable shards and checkpoints (not DVC outputs: kept on a kill)
     metrics/<stage>/...json                       small metrics, in git (cache: false)
     metrics/{sft,evaluate}/<task>-<student>/<set>.json, metrics/sft/loss/<task>-<student>/<set>.csv

@@ -2,6 +2,8 @@
 
 Accuracies and comparisons are recomputed from the per-problem rows (data/evaluate/<task>-<student>/<set>.jsonl, checked by
 sot.evaluate.check_rows), never taken from a stored summary, so the table cannot mix interval methods.
+A set's rows are those of its headline checkpoint: its own model, or with `sft.sweep` the checkpoint the rule
+`sft.checkpoint` picks among the evaluated ones (sot.checkpoint_sweep.headline), never the best on the test set.
 `write_table` writes figures/results.md (+ accuracy.csv, trend.csv: the data DVC's plots read), with the
 teacher-vs-student comparison on the training problems (`teacher_student_table`) beside the results.
 """
@@ -11,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sot import tables
+from sot import checkpoint_sweep, tables
 from sot.evaluate import accuracy_record, check_rows, panel, summarize_rows, trend_record
 from sot.io import DataError, atomic_path, iter_jsonl, read_json
 from sot.pipeline import FIGURES, METRICS, eval_metrics_path, eval_rows_path, loss_path, run_name
@@ -53,7 +55,8 @@ def accuracy_tables(tasks, students, sets, n_perm: int = 2000, seed: int = 0,
             names = [s for s in ["base", *sets] if evaluated(task, student, s) is not None]
             if not names:
                 continue
-            rows = {s: load_rows(task, student, s) for s in names}
+            # a set's headline: its own model, or with sft.sweep the checkpoint its rule picks (never by test accuracy)
+            rows = {s: load_rows(task, student, checkpoint_sweep.headline(task, student, s)) for s in names}
             f0 = "F0" if "F0" in rows else mixture_base([task])
             tests = panel(rows, reference="H", f0=f0, level=level, n_perm=n_perm, seed=seed)
             for s in names:
@@ -204,9 +207,11 @@ def load_rows(task: str, student: str, set_name: str) -> list[dict]:
 
 
 def write_table(acc: pd.DataFrame, trend: pd.DataFrame, skipped: list[str], folder: Path = FIGURES,
-                teacher_student: pd.DataFrame | None = None, shortfalls: list[str] = (), training: str = "") -> str:
+                teacher_student: pd.DataFrame | None = None, shortfalls: list[str] = (), training: str = "",
+                sweep: str = "") -> str:
     """figures/results.md (the markdown table, the trend table, the skipped runs, the F sets short of flawed
-    traces (`mixture_shortfalls`) and, when given, the teacher-vs-student table of `teacher_student_table`),
+    traces (`mixture_shortfalls`), the swept checkpoints (`sweep`: sot.checkpoint_sweep.markdown) and, when given,
+    the teacher-vs-student table of `teacher_student_table`),
     accuracy.csv and trend.csv; returns the markdown."""
     table = tables.results_table(acc, trend)
     if skipped:
@@ -216,6 +221,8 @@ def write_table(acc: pd.DataFrame, trend: pd.DataFrame, skipped: list[str], fold
                   + "\n".join(f"- {s}" for s in shortfalls))
     if training:                      # sot.training_table: steps, tokens, summed lr, cut outputs per set
         table += "\n\n" + training
+    if sweep:                         # sot.checkpoint_sweep: the swept checkpoints and which rule picked the headline
+        table += "\n\n" + sweep
     if teacher_student is not None and not teacher_student.empty:
         table += "\n\n" + teacher_student_markdown(teacher_student)
     folder.mkdir(parents=True, exist_ok=True)

@@ -189,8 +189,18 @@ def train(records: list[dict], cfg: SFTConfig, out_dir, val_records: list[dict] 
                   + (f"resuming from {resume_from.name}" if resume_from else "no checkpoint to resume from"),
                   flush=True)
 
+    from sot.sft import sweep   # sft.sweep: model folders at chosen steps, beside the final model
+    swept, beyond = sweep.resolve(cfg.sweep, plan["max_steps"])
+    if swept:
+        if state.is_main_process:
+            sweep.clean(run_dir / sweep.WORK)
+        sweep.check_resumable(run_dir / sweep.WORK, swept,
+                              int(resume_from.name.rsplit("-", 1)[1]) if resume_from else None)
+        callbacks = (*callbacks, sweep.callback(swept, run_dir / sweep.WORK, sweep.saver(cfg, bf16),
+                                                state.is_main_process, state.wait_for_everyone))
     trainer = make_trainer(cfg, model_path, tokenizer, train_set, val_set, plan, run_dir,
                            bf16, model_dtype, callbacks, resumable=saver is not None)
+    sweep.attach(trainer)
     # With checkpoints, SIGTERM/SIGINT end the step and save; without, they keep their default effect.
     with signals.deferred_signals() if saver is not None else contextlib.nullcontext():
         result = run_trainer(trainer, cfg, resume_from, tokens_before)
@@ -230,11 +240,16 @@ def train(records: list[dict], cfg: SFTConfig, out_dir, val_records: list[dict] 
             "resumed_from_step": int(resume_from.name.rsplit("-", 1)[1]) if resume_from else None,
             "checkpoint_seconds": [round(s, 3) for s in saver.save_seconds]},
     }
+    if cfg.sweep is not None:
+        summary["sweep"] = {"asked": cfg.sweep, "steps": swept, "beyond_run": beyond, "folder": sweep.FOLDER}
     if state.is_main_process:             # the one process that saved the model: the others must not rewrite it
         canonical_adapter_config(work / "model")
         (work / "model" / HISTORY_FILE).write_text(json.dumps(history, indent=1))
         determined = {k: v for k, v in summary.items() if k not in MEASURED_FIELDS}
         (work / "model" / SUMMARY_FILE).write_text(json.dumps(determined, indent=2, default=str))
+        if swept:                         # into steps/<step>/, each with its own summary and history
+            sweep.collect(run_dir / sweep.WORK, work / "model", swept, summary, history, trainer.state.log_history,
+                          out_dir, SUMMARY_FILE, HISTORY_FILE, MEASURED_FIELDS)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         (work / "model").rename(out_dir)

@@ -91,6 +91,7 @@ class SFTConfig:
     budget_value: float | None = None
     eval_fraction: float = 0.0                  # validation split carved from train (seeded, grouped by problem id)
     checkpoint: str = "final"                   # "final" | "best_val" (lowest validation loss)
+    sweep: list | dict | None = None            # also save the model at these steps: [100, 200] | {"every": N} (sot.sft.sweep)
     eval_steps: int | None = None               # None: about 10 evaluations per run (max(1, steps // 10))
     logging_steps: int = 10
     save_every: int | None = 50                 # resumable checkpoint every N optimizer steps (train(checkpoint_dir=...)); None: never
@@ -115,6 +116,8 @@ class SFTConfig:
             raise ValueError(f"SFTConfig.learn_end_token={self.learn_end_token!r}: expected true or false")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"SFTConfig.warmup_ratio={self.warmup_ratio}: expected a fraction in [0, 1)")
+        from sot.sft.sweep import check_spec
+        check_spec(self.sweep)
         if not 0 <= self.eval_fraction < 1:
             raise ValueError(f"SFTConfig.eval_fraction={self.eval_fraction}: expected a fraction in [0, 1)")
         if self.budget == "steps" and self.budget_value is None and self.max_steps is None:
