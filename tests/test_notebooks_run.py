@@ -33,9 +33,9 @@ def overrides(tiny: str, data_dir: Path) -> dict:
     params["generate"].update(k=2, max_new_tokens=12, dtype="float32", batch_size=8, shard_size=2)
     params["paraphrase"].update(k=1, max_new_tokens=12, dtype="float32")
     params["corrupt"].update(fractions=[0, 50, 100])
-    params["distance"].update(max_new_tokens=12)
+    params["distance"].update(max_new_tokens="auto")          # the longest training completion (sot.instrument)
     params["sft"].update(budget_value=2, save_every=1, max_length=256)
-    params["evaluate"].update(max_new_tokens=12)
+    params["evaluate"].update(max_new_tokens="auto")
     params["figures"].update(formats=["png"], dpi=40, n_perm=200)
     return params
 
