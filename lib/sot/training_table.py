@@ -12,7 +12,7 @@ rate then differ only as the sets' tokens per step do.
 from __future__ import annotations
 
 from sot.io import read_json
-from sot.pipeline import eval_metrics_path, sft_metrics_path
+from sot.pipeline import eval_metrics_path, loss_path, sft_metrics_path
 
 
 def rows(tasks, students, sets) -> list[dict]:
@@ -27,7 +27,7 @@ def rows(tasks, students, sets) -> list[dict]:
                 if m.get("skipped"):
                     continue
                 plan = m.get("plan") or {}
-                history = [h for h in m.get("history") or [] if h.get("lr") is not None]
+                history = _logged_lrs(loss_path(task, student, s))
                 e = read_json(eval_path) if eval_path.exists() else {}
                 effect = e.get("adapter_effect") or {}
                 cut = e.get("n_cut", e.get("n_truncated"))
@@ -36,11 +36,21 @@ def rows(tasks, students, sets) -> list[dict]:
                     "steps": m.get("steps"), "completion_tokens": m.get("completion_tokens"),
                     "budget_tokens": plan.get("planned_tokens"), "tokens_per_step": plan.get("tokens_per_step"),
                     "epochs": plan.get("planned_epochs"), "over_max_epochs": plan.get("over_max_epochs"),
-                    "summed_lr": plan.get("summed_lr"), "first_lr": history[0]["lr"] if history else None,
+                    "summed_lr": plan.get("summed_lr"), "first_lr": history[0] if history else None,
                     "longest": plan.get("max_tokens_per_example"), "cap": e.get("max_new_tokens"),
                     "cut": cut, "n": e.get("n"), "kept": effect.get("kept"), "budget": (m.get("config") or {}).get("budget"),
                 })
     return out
+
+
+def _logged_lrs(path) -> list[float]:
+    """The learning rate of each logged step, in order, from the run's loss curve (metrics/sft/loss/...csv)."""
+    import csv
+
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return [float(r["lr"]) for r in csv.DictReader(f) if r.get("lr") not in (None, "")]
 
 
 def alike(table: list[dict]) -> list[str]:
