@@ -89,7 +89,7 @@ print(f"{len(graded)} samples of {len(problems)} problems: {int(table['correct']
 
 # %%
 sets, metrics = select_traces(graded, problems, seed=seed, w_policy=w_policy, balanced=balanced,
-                              truncated=truncated)
+                              truncated=truncated, human_trace=grader.human_trace)
 metrics["step_validity"] = {name: step_validity(sets[name], task) for name in ("H", "G", "W")}
 for name in ("H", "G", "W"):
     write_jsonl(set_path(task, name), sets[name])

@@ -13,6 +13,9 @@ class FakeTask:
     """Grades "#### N" against problem.answer; no "####" is unparseable."""
     name = "fake"
 
+    def human_trace(self, problem):
+        return problem.reference
+
     def grade_many(self, problems, completions, workers=None):
         out = []
         for p, c in zip(problems, completions):
@@ -85,7 +88,8 @@ def test_w_policy_parsed_excludes_unparseable_and_any_may_take_them():
     problems = [Problem("fake/0", "fake", "q", "h\n#### 0", "0", {})]
     samples = [{"id": "fake/0", "sample": j, "completion": t} for j, t in
                enumerate(["#### 0", "no answer", "cut off", "still going", "#### 7"])]
-    sets, m = select_traces(grade_samples(samples, problems, FakeTask()), problems, w_policy="parsed")
+    sets, m = select_traces(grade_samples(samples, problems, FakeTask()), problems, w_policy="parsed",
+                            human_trace=FakeTask().human_trace)
     assert sets["W"][0]["completion"] == "#### 7" and m["sets"]["W"]["n_unparseable"] == 0
     assert m["n_unparseable_samples"] == 3 and m["frac_unparseable_samples"] == pytest.approx(0.6)
     chosen = set()

@@ -24,10 +24,9 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from typing import Sequence
+from typing import Callable, Sequence
 
 from sot.io import DataError
-from sot.tasks import get_task
 
 W_POLICIES = ("parsed", "any")
 TRUNCATED_POLICIES = ("drop", "keep")
@@ -109,8 +108,10 @@ def _truncation_metrics(per_problem: dict, w_policy: str, policy: str, g_pick: d
 
 
 def select_traces(graded: Sequence[dict], problems, seed: int = 0, w_policy: str = "parsed",
-                  balanced: bool = True, truncated: str = "drop") -> tuple[dict[str, list[dict]], dict]:
-    """Sets {"H", "G", "W"} (lists of records, in problem order) and metrics, from graded samples."""
+                  balanced: bool = True, truncated: str = "drop", *,
+                  human_trace: Callable) -> tuple[dict[str, list[dict]], dict]:
+    """Sets {"H", "G", "W"} (lists of records, in problem order) and metrics, from graded samples.
+    human_trace(problem): the H completion, the reference in the form the prompt asks for (Task.human_trace)."""
     if w_policy not in W_POLICIES:
         raise ValueError(f"w_policy must be one of {W_POLICIES}, got {w_policy!r}")
     if truncated not in TRUNCATED_POLICIES:
@@ -136,8 +137,7 @@ def select_traces(graded: Sequence[dict], problems, seed: int = 0, w_policy: str
     order = list(by_id)
     human = {"kind": "human", "truncated": False, "truncated_policy": truncated}
     sets = {
-        "H": [_record(by_id[pid], "H", get_task(by_id[pid].task).human_trace(by_id[pid]), dict(human))
-              for pid in order if keep(pid)],
+        "H": [_record(by_id[pid], "H", human_trace(by_id[pid]), dict(human)) for pid in order if keep(pid)],
         "G": [_from_sample(by_id[pid], "G", g_pick[pid][2], g_pick[pid][1], truncated) for pid in order
               if pid in g_pick and keep(pid)],
         "W": [_from_sample(by_id[pid], "W", w_pick[pid][2], w_pick[pid][1], truncated) for pid in order
@@ -172,4 +172,5 @@ def classify(samples: Sequence[dict], problems, task, seed: int = 0, w_policy: s
     if truncated not in TRUNCATED_POLICIES:   # before grading (MBPP grading runs programs)
         raise ValueError(f"classify.truncated must be one of {TRUNCATED_POLICIES}, got {truncated!r} (params.yaml)")
     graded = grade_samples(samples, problems, task, workers=workers)
-    return select_traces(graded, problems, seed=seed, w_policy=w_policy, balanced=balanced, truncated=truncated)
+    return select_traces(graded, problems, seed=seed, w_policy=w_policy, balanced=balanced, truncated=truncated,
+                         human_trace=task.human_trace)
