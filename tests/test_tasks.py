@@ -134,9 +134,11 @@ def test_math500_and_mbpp_missing_fields(tmp_path):
 
 
 def test_missing_data_file_says_so(tmp_path):
-    with pytest.raises(DataError, match="file not found"):
+    # the message names the missing file, the setting it came from, the layout, and both fixes
+    with pytest.raises(DataError, match=r"gsm8k/train\.jsonl is missing.*data_dir.*gsm8k/\{train,test\}\.jsonl"
+                                        r".*SOT_DATA_DIR.*data_dir: null"):
         get_task("gsm8k").load_split("train", tmp_path)
-    with pytest.raises(DataError, match="MATH folder not found"):
+    with pytest.raises(DataError, match=r"math train: .*math/MATH/\{train,test\}.*data_dir: null"):
         get_task("math").load_split("train", tmp_path)
 
 
