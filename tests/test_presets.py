@@ -314,3 +314,12 @@ def test_paper_preset_shards_the_8b_student_and_every_student_fits():
         alone = distributed.memory_plan(size[student], size[student], "full", "float32", cfg.optimizer, 1,
                                         cfg.distributed, 80e9)
         assert alone["fits"] is (student != "llama-3.1-8b")
+
+
+def test_dry_run_says_how_each_student_is_fine_tuned():
+    from sot.presets import prepare, sft_plan
+
+    _, merged = prepare(str(ROOT / "presets" / "paper.yaml"), str(ROOT / "params.yaml"))
+    plan = sft_plan(merged)
+    assert "sft llama-3.1-8b: full fine-tuning, 8 processes, fsdp" in plan
+    assert any(line.startswith("sft qwen2.5-1.5b:") and line.endswith("ddp") for line in plan)

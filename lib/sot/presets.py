@@ -173,6 +173,20 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def sft_plan(params: dict) -> list[str]:
+    """One line per student: how its fine-tuning runs are launched (method, processes, ddp or fsdp), after its
+    `sft.per_student` settings; ARGS given to make override these (the memory check runs before training)."""
+    from sot.sft.stage import student_options
+
+    lines = []
+    for student in params.get("students") or []:
+        o = student_options(params.get("sft") or {}, student)
+        n = int(o.get("num_processes", 1) or 1)
+        how = "one process" if n == 1 else f"{n} processes, {o.get('distributed', 'ddp')}"
+        lines.append(f"sft {student}: {o.get('method', 'lora')} fine-tuning, {how}")
+    return lines
+
+
 def _main(a: argparse.Namespace) -> int:
     preset, merged = prepare(a.preset)
     if a.cmd == "check":
@@ -183,6 +197,8 @@ def _main(a: argparse.Namespace) -> int:
         return 0
     if a.dry:
         print("[sot.presets] dry run: chat templates not checked, nothing run", file=sys.stderr)
+        for line in sft_plan(merged):
+            print(f"[sot.presets] {line}", file=sys.stderr)
     else:
         styles.check_chat_templates(merged, f"params.yaml + {a.preset}")
     command = dvc_command(preset, a.dry, a.dvc_args, a.preset)
