@@ -27,7 +27,8 @@ def _logprobs(model, batch):
 
 def adapter_effect(evaluated, base_same_dtype, reference_peft, tokenizer, texts: list[str]) -> dict:
     """kept fraction and cosine (module docstring) of `evaluated` (merged or not, any dtype) against
-    `reference_peft` (the unmerged PEFT model in float32, whose disabled adapter is the float32 base)."""
+    `reference_peft` (the unmerged PEFT model in float32, whose disabled adapter is the float32 base).
+    base_same_dtype None: `evaluated` is in float32, so its base is that float32 base (computed once)."""
     import torch
 
     if not texts:
@@ -39,7 +40,8 @@ def adapter_effect(evaluated, base_same_dtype, reference_peft, tokenizer, texts:
     with reference_peft.disable_adapter():
         ref_off = _logprobs(reference_peft, batch)
     d_ref = (ref_on - ref_off).flatten().double()
-    d_eval = (_logprobs(evaluated, batch) - _logprobs(base_same_dtype, batch)).flatten().double()
+    base = ref_off if base_same_dtype is None else _logprobs(base_same_dtype, batch)
+    d_eval = (_logprobs(evaluated, batch) - base).flatten().double()
     dot, norm = float(d_eval @ d_ref), float(d_ref @ d_ref)
     if norm == 0.0:
         return {"kept": None, "cosine": None, "effect": 0.0, "n_positions": int(ref_on.shape[0]),
@@ -59,20 +61,6 @@ def measure(model_ref: str, adapter: str, evaluated, dtype: str, texts: list[str
     base32, tok = models.load(model_ref, dtype="float32", device=device)
     tok.padding_side = "right"
     reference = PeftModel.from_pretrained(base32, adapter).eval()
-    if dtype == "float32":
-        base_dtype = reference                                   # its disabled adapter is the float32 base
-        out = _measure_same(evaluated, reference, tok, texts)
-    else:
-        base_dtype, _ = models.load(model_ref, dtype=dtype, device=device)
-        out = adapter_effect(evaluated, base_dtype, reference, tok, texts)
+    base_dtype = None if dtype == "float32" else models.load(model_ref, dtype=dtype, device=device)[0]
+    out = adapter_effect(evaluated, base_dtype, reference, tok, texts)
     return {**out, "dtype": dtype, "n_texts": len(texts)}
-
-
-def _measure_same(evaluated, reference, tok, texts):
-    """float32 evaluation: the base at the same dtype is the reference with its adapter disabled."""
-    class _Base:
-        def __call__(self, **kw):
-            with reference.disable_adapter():
-                return reference(**kw)
-
-    return adapter_effect(evaluated, _Base(), reference, tok, texts)

@@ -12,13 +12,9 @@ from pathlib import Path
 from typing import Mapping
 
 
-def longest_completion(records, tokenizer, render_completion=None) -> int:
+def longest_completion(records, tokenizer) -> int:
     """The longest completion of `records` in the student's tokens, + 1 for the end token it learns to emit."""
-    longest = 0
-    for r in records:
-        text = render_completion(r) if render_completion else r["completion"]
-        longest = max(longest, len(tokenizer(text, add_special_tokens=False).input_ids) + 1)
-    return longest
+    return max((len(tokenizer(r["completion"], add_special_tokens=False).input_ids) + 1 for r in records), default=0)
 
 
 def trained_longest(summary_paths: Mapping[str, Path]) -> dict[str, int]:
